@@ -1,0 +1,58 @@
+//! cut-clips (VideoSearcher: ffmpeg-1): one clip per detected speech segment.
+//!
+//! VideoSearcher cut with `-c copy`, which can only start at a keyframe: a
+//! clip then begins up to a GOP early and carries the previous sentence's
+//! audio into the transcript. We re-encode (x264 `ultrafast`, near-lossless
+//! `crf 18`, PCM-exact AAC) so every clip starts and ends on its segment; the
+//! extra CPU is small next to compress-clip, which re-encodes anyway.
+
+use std::process::ExitCode;
+
+use serde::Deserialize;
+use stage_runtime::{Artifact, Artifacts, Context, ErrorKind, Handler, Invocation, StageError};
+
+struct CutClips;
+
+/// The part of detect-speech's `segments.json` this stage reads.
+#[derive(Deserialize)]
+struct Segments {
+    clips: Vec<Clip>,
+}
+
+#[derive(Deserialize)]
+struct Clip {
+    index: usize,
+    start_s: f64,
+    end_s: f64,
+}
+
+fn main() -> ExitCode {
+    stage_runtime::serve(|_| Ok(CutClips))
+}
+
+impl Handler for CutClips {
+    fn handle(&self, cx: &Context, inv: &Invocation) -> Result<Artifacts, StageError> {
+        let segments: Segments = cx.get_json(stage_runtime::one(inv, "segments")?)?;
+        let video = cx.fetch(inv, "video", "input")?;
+        let mut clips = Vec::with_capacity(segments.clips.len());
+        for clip in &segments.clips {
+            if !(clip.end_s > clip.start_s && clip.start_s >= 0.0) {
+                return Err(StageError::bad_input(
+                    "bad_segment",
+                    format!("segment {} has start {} and end {}", clip.index, clip.start_s, clip.end_s),
+                ));
+            }
+            let name = format!("clip-{:04}.mp4", clip.index);
+            let out = cx.work_dir().join(&name);
+            let mut cmd = stage_runtime::ffmpeg();
+            cmd.arg("-ss").arg(format!("{:.3}", clip.start_s)).arg("-i").arg(&video);
+            cmd.arg("-t").arg(format!("{:.3}", clip.end_s - clip.start_s));
+            cmd.args(["-map", "0:v:0", "-map", "0:a:0", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18"]);
+            cmd.args(["-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart"]).arg(&out);
+            cx.run(&mut cmd, ErrorKind::Unprocessable)?;
+            clips.push(cx.put(&out, &name)?);
+            std::fs::remove_file(&out).ok();
+        }
+        Ok(Artifacts::from([("clips".to_string(), Artifact::Many(clips))]))
+    }
+}

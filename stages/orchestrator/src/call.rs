@@ -1,0 +1,105 @@
+//! One function call through the gateway: a deadline per attempt, retries
+//! with exponential backoff on 429/502/503/504 and connection failures, and
+//! every failure classified.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use stage_runtime::plan::{PlanStep, Retry};
+use stage_runtime::{ErrorKind, ErrorResponse, Invocation, Metrics, Response, StageError};
+
+/// Extra time granted beyond the function's own timeout, so that the
+/// function's 504 (with its metrics) arrives before our deadline fires.
+const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+pub struct Caller {
+    client: reqwest::Client,
+    gateway: String,
+}
+
+/// What one attempt of a step did, for the request state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub status: u16,
+    pub elapsed_ms: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<StageError>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Metrics>,
+}
+
+impl Caller {
+    pub fn new(gateway: &str) -> anyhow::Result<Caller> {
+        Ok(Caller { client: reqwest::Client::builder().build()?, gateway: gateway.to_string() })
+    }
+
+    /// Call `step` until it succeeds, fails for good, or runs out of attempts.
+    pub async fn call(
+        &self,
+        step: &PlanStep,
+        retry: &Retry,
+        inv: &Invocation,
+        attempts: &mut Vec<Attempt>,
+    ) -> Result<Response, StageError> {
+        let mut backoff = Duration::from_millis(retry.backoff_ms);
+        for attempt in 1..=retry.attempts.max(1) {
+            let started = Instant::now();
+            let result = self.once(step, inv).await;
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match result {
+                Ok(response) => {
+                    let metrics = Some(response.metrics.clone());
+                    attempts.push(Attempt { attempt, status: 200, elapsed_ms, error: None, metrics });
+                    return Ok(response);
+                }
+                Err((error, metrics)) => {
+                    let last = attempt == retry.attempts.max(1);
+                    let transient = error.kind.is_transient();
+                    let status = error.kind.status();
+                    attempts.push(Attempt { attempt, status, elapsed_ms, error: Some(error.clone()), metrics });
+                    if last || !transient {
+                        return Err(error);
+                    }
+                    tracing::warn!(function = %step.function, attempt, code = %error.code, "retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 2;
+                }
+            }
+        }
+        unreachable!("the loop returns on its last attempt")
+    }
+
+    async fn once(&self, step: &PlanStep, inv: &Invocation) -> Result<Response, (StageError, Option<Metrics>)> {
+        let url = format!("{}/function/{}", self.gateway, step.function);
+        let deadline = Duration::from_millis(step.timeout_ms) + DEADLINE_MARGIN;
+        let sent = self.client.post(&url).json(inv).timeout(deadline).send().await;
+        let response = sent.map_err(|e| (transport_error(&step.function, e, deadline), None))?;
+        let status = response.status().as_u16();
+        let body = response.bytes().await.map_err(|e| (transport_error(&step.function, e, deadline), None))?;
+        if status == 200 {
+            return serde_json::from_slice::<Response>(&body).map_err(|e| {
+                let msg = format!("{} answered 200 with a body that is not a response: {e}", step.function);
+                (StageError::new(ErrorKind::BadGateway, "bad_response", msg), None)
+            });
+        }
+        // A function's own error body carries its classification; anything
+        // else (the gateway's, a proxy's) is classified by status alone.
+        match serde_json::from_slice::<ErrorResponse>(&body) {
+            Ok(err) => Err((err.error, err.metrics)),
+            Err(_) => {
+                let text = String::from_utf8_lossy(&body);
+                let msg = format!("{} answered {status}: {}", step.function, text.trim());
+                Err((StageError::new(ErrorKind::from_status(status), "http_status", msg), None))
+            }
+        }
+    }
+}
+
+fn transport_error(function: &str, err: reqwest::Error, deadline: Duration) -> StageError {
+    if err.is_timeout() {
+        StageError::new(ErrorKind::Timeout, "deadline", format!("{function} gave no answer within {deadline:?}"))
+    } else {
+        StageError::new(ErrorKind::BadGateway, "connection", format!("{function}: {err}"))
+    }
+}

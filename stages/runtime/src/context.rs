@@ -1,0 +1,255 @@
+//! What a handler gets for one invocation: its own temp dir (removed when the
+//! invocation ends), claim-check I/O under `requests/<id>/<function>/…`, and a
+//! way to run tools that measures their time and memory and can be cancelled.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::envelope::{Artifact, Invocation};
+use crate::error::{ErrorKind, StageError};
+use crate::store::Store;
+
+pub struct Context {
+    pub request_id: String,
+    pub function: String,
+    pub scope: Option<String>,
+    work_dir: tempfile::TempDir,
+    store: Store,
+    rt: tokio::runtime::Handle,
+    pub(crate) usage: Arc<Usage>,
+}
+
+/// Shared between the handler's thread and the server's task, which may
+/// cancel the invocation (exec timeout) while a tool runs.
+#[derive(Default)]
+pub(crate) struct Usage {
+    cancelled: AtomicBool,
+    children: Mutex<Vec<i32>>,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) tool_us: AtomicU64,
+    /// Largest peak RSS (KiB) of any child process this invocation ran.
+    pub(crate) child_max_rss_kb: AtomicU64,
+}
+
+impl Usage {
+    /// Stop the invocation: flag it and kill the tools it is running.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        for &pid in self.children.lock().unwrap().iter() {
+            // SAFETY: plain syscall; pid is a child of ours not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+/// A finished tool run.
+pub struct ToolOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+impl Context {
+    pub(crate) fn new(
+        inv: &Invocation,
+        function: &str,
+        store: Store,
+        rt: tokio::runtime::Handle,
+        usage: Arc<Usage>,
+    ) -> Result<Context, StageError> {
+        let work_dir = tempfile::Builder::new()
+            .prefix(&format!("{function}-"))
+            .tempdir()
+            .map_err(|e| StageError::internal("io", format!("cannot create a temp dir: {e}")))?;
+        Ok(Context {
+            request_id: inv.request_id.clone(),
+            function: function.to_string(),
+            scope: inv.scope.clone(),
+            work_dir,
+            store,
+            rt,
+            usage,
+        })
+    }
+
+    /// This invocation's private folder; gone when the invocation ends.
+    pub fn work_dir(&self) -> &Path {
+        self.work_dir.path()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The tokio runtime, for handlers that do async work (the orchestrator).
+    pub fn runtime(&self) -> &tokio::runtime::Handle {
+        &self.rt
+    }
+
+    pub fn cancelled(&self) -> bool {
+        self.usage.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Fail with a timeout if the invocation was cancelled.
+    pub fn check_cancelled(&self) -> Result<(), StageError> {
+        if self.cancelled() {
+            return Err(StageError::new(ErrorKind::Timeout, "timeout", "invocation cancelled"));
+        }
+        Ok(())
+    }
+
+    /// The deterministic key of this function's output `name`: a retry
+    /// overwrites the same object instead of adding another.
+    pub fn output_key(&self, name: &str) -> String {
+        match &self.scope {
+            Some(scope) => format!("requests/{}/{}/{scope}/{name}", self.request_id, self.function),
+            None => format!("requests/{}/{}/{name}", self.request_id, self.function),
+        }
+    }
+
+    /// Download the single input `name` into the work dir as `file_name`.
+    pub fn fetch(&self, inv: &Invocation, name: &str, file_name: &str) -> Result<PathBuf, StageError> {
+        let uri = one(inv, name)?;
+        self.fetch_uri(uri, file_name)
+    }
+
+    pub fn fetch_uri(&self, uri: &str, file_name: &str) -> Result<PathBuf, StageError> {
+        self.check_cancelled()?;
+        let dest = self.work_dir().join(file_name);
+        let bytes = self.rt.block_on(self.store.download(uri, &dest))?;
+        self.usage.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+        Ok(dest)
+    }
+
+    /// A small JSON document from the store.
+    pub fn get_json<T: DeserializeOwned>(&self, uri: &str) -> Result<T, StageError> {
+        let bytes = self.rt.block_on(self.store.get_bytes(uri))?;
+        self.usage.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StageError::bad_input("bad_document", format!("{uri} is not the JSON expected: {e}")))
+    }
+
+    /// Upload a file from the work dir as output `name`; returns its URI.
+    pub fn put(&self, src: &Path, name: &str) -> Result<String, StageError> {
+        self.check_cancelled()?;
+        let (uri, bytes) = self.rt.block_on(self.store.upload(src, &self.output_key(name)))?;
+        self.usage.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        Ok(uri)
+    }
+
+    pub fn put_json<T: Serialize>(&self, value: &T, name: &str) -> Result<String, StageError> {
+        self.check_cancelled()?;
+        let bytes = serde_json::to_vec_pretty(value).map_err(anyhow::Error::from)?;
+        self.usage.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.rt.block_on(self.store.put_bytes(&self.output_key(name), bytes.into()))
+    }
+
+    /// Run in-process tool work (e.g. model inference) and count its time.
+    pub fn tool<T>(&self, work: impl FnOnce() -> T) -> T {
+        let started = Instant::now();
+        let out = work();
+        self.add_tool_time(started.elapsed());
+        out
+    }
+
+    fn add_tool_time(&self, spent: Duration) {
+        self.usage.tool_us.fetch_add(spent.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// Run a tool to completion in the work dir. Its time and peak memory are
+    /// counted; a cancelled invocation kills it; a non-zero exit is an error
+    /// carrying the end of its stderr, classified by `on_failure`.
+    pub fn run(&self, cmd: &mut Command, on_failure: ErrorKind) -> Result<ToolOutput, StageError> {
+        self.check_cancelled()?;
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let started = Instant::now();
+        let mut child = cmd
+            .current_dir(self.work_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| StageError::internal("tool_missing", format!("cannot run `{program}`: {e}")))?;
+        let pid = child.id() as i32;
+        self.usage.children.lock().unwrap().push(pid);
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = out.read_to_end(&mut buf);
+            buf
+        });
+        let mut stderr = Vec::new();
+        let _ = err.read_to_end(&mut stderr);
+        let stdout = stdout.join().unwrap_or_default();
+        let (status, max_rss_kb) = wait4(pid);
+        self.usage.children.lock().unwrap().retain(|&p| p != pid);
+        self.usage.child_max_rss_kb.fetch_max(max_rss_kb, Ordering::Relaxed);
+        self.add_tool_time(started.elapsed());
+        self.check_cancelled()?;
+        match status {
+            Ok(0) => Ok(ToolOutput { stdout, stderr }),
+            Ok(code) => Err(StageError::new(
+                on_failure,
+                if on_failure == ErrorKind::Unprocessable { "bad_media" } else { "tool_failed" },
+                format!("`{program}` exited with {code}: {}", tail(&stderr)),
+            )),
+            Err(signal) => Err(StageError::internal(
+                "tool_killed",
+                format!("`{program}` was killed by signal {signal}: {}", tail(&stderr)),
+            )),
+        }
+    }
+}
+
+/// The single URI of input `name`.
+pub fn one<'a>(inv: &'a Invocation, name: &str) -> Result<&'a str, StageError> {
+    match inv.inputs.get(name) {
+        Some(Artifact::One(uri)) => Ok(uri),
+        Some(Artifact::Many(_)) => {
+            Err(StageError::bad_input("bad_input", format!("input `{name}` must be one URI, not a list")))
+        }
+        None => Err(StageError::bad_input("missing_input", format!("input `{name}` is missing"))),
+    }
+}
+
+/// The URIs of input `name` (one or many).
+pub fn many<'a>(inv: &'a Invocation, name: &str) -> Result<&'a [String], StageError> {
+    inv.inputs
+        .get(name)
+        .map(Artifact::uris)
+        .ok_or_else(|| StageError::bad_input("missing_input", format!("input `{name}` is missing")))
+}
+
+/// Reap `pid`, returning its exit code (or the signal that killed it) and its peak RSS in KiB.
+fn wait4(pid: i32) -> (Result<i32, i32>, u64) {
+    let mut status = 0;
+    // SAFETY: rusage is plain data, zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: pid is our child; status and usage point to live locals.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            break;
+        }
+        if r == -1 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        return (Err(-1), 0);
+    }
+    let code = if libc::WIFEXITED(status) { Ok(libc::WEXITSTATUS(status)) } else { Err(libc::WTERMSIG(status)) };
+    (code, usage.ru_maxrss.max(0) as u64)
+}
+
+fn tail(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(3)..].join(" | ")
+}

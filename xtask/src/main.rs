@@ -1,0 +1,71 @@
+//! `cargo xtask`: one command per phase. `main` parses flags, runs one command
+//! and is the only place that chooses the exit code and prints errors.
+
+mod flags;
+mod local;
+mod media;
+mod model;
+mod pipeline;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let xtask = flags::Xtask::parse();
+    match run(xtask) {
+        Ok(code) => code,
+        Err(err) => {
+            report(&err);
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
+    let global = &xtask.global;
+    match &xtask.command {
+        flags::Command::Check(_) => {
+            let pipeline = pipeline::load(&global.file)?;
+            println!(
+                "{}: ok ({} functions, {} DAG steps)",
+                global.file.display(),
+                pipeline.functions.len(),
+                pipeline.dag.step_count()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Command::Up(up) => {
+            let pipeline = pipeline::load(&global.file)?;
+            let (target, _) = pipeline.target(global.target.as_deref())?;
+            local::up(&pipeline, target, up)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Command::Down(down) => {
+            local::down(down)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Command::Status(status) => {
+            local::status(status)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Command::Logs(logs) => {
+            local::logs(logs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        other => anyhow::bail!("`{other:?}` is not implemented yet"),
+    }
+}
+
+/// Print an error the way STYLE.md shows: `error:` first, the pointer and help
+/// when the error carries them, then the cause chain.
+fn report(err: &anyhow::Error) {
+    if let Some(diag) = err.downcast_ref::<pipeline::Diagnostic>() {
+        eprintln!("{diag}");
+        return;
+    }
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("cause: {cause}");
+    }
+}
