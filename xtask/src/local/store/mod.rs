@@ -1,0 +1,184 @@
+//! Embedded object store: a real S3 server (s3s, SigV4) over a directory,
+//! running on the current tokio runtime and bound to loopback.
+//!
+//! Unlike `s3s-fs`, an upload becomes visible only after every digest the
+//! client declared has been checked (Content-MD5, `x-amz-checksum-*`, and the
+//! signed `x-amz-content-sha256`, which s3s verifies); a body is staged in
+//! `root/staging`, synced, then renamed into place. See `layout` for the
+//! directory layout. One `Store` per root directory at a time.
+
+mod api;
+mod buckets;
+mod ingest;
+mod layout;
+mod multipart;
+mod objects;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use s3s::auth::SimpleAuth;
+use s3s::service::{S3Service, S3ServiceBuilder};
+use tokio::sync::{watch, RwLock};
+use tokio::task::{JoinHandle, JoinSet};
+
+use self::layout::Layout;
+
+/// How long `shutdown` lets open requests finish before cutting them off.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The S3 backend over one root directory. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    layout: Arc<Layout>,
+    /// Writers hold it to rename data and sidecar into place together; readers
+    /// to open the data file and read its sidecar as one snapshot.
+    lock: Arc<RwLock<()>>,
+}
+
+impl Store {
+    /// Open the store at `root`, creating its directories, and delete temp files
+    /// a previous run left in `root/staging`.
+    pub fn open(root: &Path) -> anyhow::Result<Store> {
+        let layout = Layout::new(root);
+        for dir in [&layout.buckets, &layout.meta, &layout.staging, &layout.uploads] {
+            std::fs::create_dir_all(dir).with_context(|| format!("create object store directory {}", dir.display()))?;
+        }
+        for entry in std::fs::read_dir(&layout.staging).with_context(|| format!("read {}", layout.staging.display()))? {
+            let path = entry?.path();
+            std::fs::remove_file(&path).with_context(|| format!("remove stale staging file {}", path.display()))?;
+        }
+        Ok(Store { layout: Arc::new(layout), lock: Arc::new(RwLock::new(())) })
+    }
+
+    /// Create `bucket` unless it exists.
+    pub fn ensure_bucket(&self, bucket: &str) -> anyhow::Result<()> {
+        if !s3s::path::check_bucket_name(bucket) {
+            bail!("`{bucket}` is not a valid S3 bucket name (3-63 chars of a-z, 0-9, `-`, `.`)");
+        }
+        self.create_bucket_dirs(bucket).with_context(|| format!("create bucket `{bucket}`"))?;
+        Ok(())
+    }
+
+    /// Open the store at `root` and serve it on `addr` (a loopback address; port 0
+    /// picks a free one), requiring SigV4 requests signed with the given key pair.
+    /// Must be called inside a tokio runtime; the server runs as a task on it.
+    pub fn start(root: &Path, addr: SocketAddr, access_key: &str, secret_key: &str) -> anyhow::Result<RunningStore> {
+        Store::open(root)?.serve(addr, access_key, secret_key)
+    }
+
+    /// Serve this store on `addr`; see [`Store::start`].
+    pub fn serve(self, addr: SocketAddr, access_key: &str, secret_key: &str) -> anyhow::Result<RunningStore> {
+        if !addr.ip().is_loopback() {
+            bail!("object store address {addr} is not a loopback address; it must bind 127.0.0.1");
+        }
+        let runtime = tokio::runtime::Handle::try_current().context("the object store must start inside a tokio runtime")?;
+        let listener = std::net::TcpListener::bind(addr).with_context(|| format!("bind object store to {addr}"))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let listener = {
+            let _enter = runtime.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
+
+        let mut service = S3ServiceBuilder::new(self.clone());
+        service.set_auth(SimpleAuth::from_single(access_key, secret_key));
+        let (stop, stopped) = watch::channel(false);
+        let task = runtime.spawn(serve(listener, service.build(), stopped));
+        tracing::info!(%addr, "object store listening");
+        Ok(RunningStore { addr, store: self, stop, task: Some(task) })
+    }
+}
+
+/// A store serving HTTP. Dropping it stops the server without waiting.
+pub struct RunningStore {
+    addr: SocketAddr,
+    store: Store,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningStore {
+    /// The bound address (with the real port when started with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, the endpoint for S3 clients (path-style requests).
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Create `bucket` unless it exists.
+    pub fn ensure_bucket(&self, bucket: &str) -> anyhow::Result<()> {
+        self.store.ensure_bucket(bucket)
+    }
+
+    /// Stop accepting connections, let open requests finish (up to 10 s), then return.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        self.stop.send_replace(true);
+        if let Some(task) = self.task.take() {
+            task.await.context("object store server task failed")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for RunningStore {
+    fn drop(&mut self) {
+        self.stop.send_replace(true);
+    }
+}
+
+/// Accept connections until told to stop, then drain them.
+async fn serve(listener: tokio::net::TcpListener, service: S3Service, mut stop: watch::Receiver<bool>) {
+    let http = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let conn = http.serve_connection(TokioIo::new(stream), service.clone()).into_owned();
+                    let mut stop = stop.clone();
+                    connections.spawn(async move {
+                        tokio::pin!(conn);
+                        let result = tokio::select! {
+                            result = conn.as_mut() => result,
+                            () = stopped(&mut stop) => {
+                                conn.as_mut().graceful_shutdown();
+                                conn.await
+                            }
+                        };
+                        if let Err(e) = result {
+                            tracing::debug!(%e, "object store connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(%e, "object store could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = stopped(&mut stop) => break,
+        }
+        while connections.try_join_next().is_some() {}
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async { while connections.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        tracing::warn!("object store: requests still open after {DRAIN_TIMEOUT:?}, aborting them");
+        connections.abort_all();
+    }
+}
+
+/// Resolves once `stop` says so, or its sender is gone.
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
