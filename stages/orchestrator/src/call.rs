@@ -1,6 +1,10 @@
 //! One function call through the gateway: a deadline per attempt, retries
-//! with exponential backoff on 429/502/503/504 and connection failures, and
+//! with exponential backoff on 502/503/504 and connection failures, and
 //! every failure classified.
+//!
+//! A 429 is back-pressure, not failure: the function is busy with other
+//! work. It is retried after a short, growing, jittered pause without using
+//! up an attempt; only the request's own deadline bounds those waits.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +15,10 @@ use stage_runtime::{ErrorKind, ErrorResponse, Invocation, Metrics, Response, Sta
 /// Extra time granted beyond the function's own timeout, so that the
 /// function's 504 (with its metrics) arrives before our deadline fires.
 const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
+
+/// Pauses after a 429, doubling from the first to the second.
+const BUSY_PAUSE_MIN: Duration = Duration::from_millis(50);
+const BUSY_PAUSE_MAX: Duration = Duration::from_secs(2);
 
 pub struct Caller {
     client: reqwest::Client,
@@ -43,10 +51,19 @@ impl Caller {
         attempts: &mut Vec<Attempt>,
     ) -> Result<Response, StageError> {
         let mut backoff = Duration::from_millis(retry.backoff_ms);
-        for attempt in 1..=retry.attempts.max(1) {
+        let mut busy_pause = BUSY_PAUSE_MIN;
+        let mut attempt = 1;
+        loop {
             let started = Instant::now();
             let result = self.once(step, inv).await;
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            if let Err((error, _)) = &result {
+                if error.kind == ErrorKind::Overloaded {
+                    tokio::time::sleep(jitter(busy_pause)).await;
+                    busy_pause = (busy_pause * 2).min(BUSY_PAUSE_MAX);
+                    continue;
+                }
+            }
             match result {
                 Ok(response) => {
                     let metrics = Some(response.metrics.clone());
@@ -64,10 +81,10 @@ impl Caller {
                     tracing::warn!(function = %step.function, attempt, code = %error.code, "retrying in {backoff:?}");
                     tokio::time::sleep(backoff).await;
                     backoff *= 2;
+                    attempt += 1;
                 }
             }
         }
-        unreachable!("the loop returns on its last attempt")
     }
 
     async fn once(&self, step: &PlanStep, inv: &Invocation) -> Result<Response, (StageError, Option<Metrics>)> {
@@ -102,4 +119,11 @@ fn transport_error(function: &str, err: reqwest::Error, deadline: Duration) -> S
     } else {
         StageError::new(ErrorKind::BadGateway, "connection", format!("{function}: {err}"))
     }
+}
+
+/// `pause` scaled by a factor in [0.5, 1.5), so that callers turned away
+/// together don't all come back together.
+fn jitter(pause: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    pause.mul_f64(0.5 + f64::from(nanos % 1000) / 1000.0)
 }

@@ -28,11 +28,6 @@ fn main() -> ExitCode {
 
 impl Handler for Orchestrator {
     fn handle(&self, cx: &Context, inv: &Invocation) -> Result<Artifacts, StageError> {
-        for artifact in inv.inputs.values() {
-            for uri in artifact.uris() {
-                cx.store().key_of(uri)?;
-            }
-        }
         let state_uri = cx.runtime().block_on(run::execute(&self.plan, &self.caller, cx, inv))?;
         Ok(Artifacts::from([("state".to_string(), Artifact::One(state_uri))]))
     }

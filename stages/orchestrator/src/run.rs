@@ -47,6 +47,10 @@ pub async fn execute(plan: &Plan, caller: &Caller, cx: &Context, inv: &Invocatio
 type StepFailure = (String, Option<String>, StageError);
 
 async fn steps(plan: &Plan, caller: &Caller, doc: &StateDoc, inv: &Invocation) -> Result<&'static str, StepFailure> {
+    // Refuse inputs outside the bucket or with `..` before any function sees them.
+    for uri in inv.inputs.values().flat_map(Artifact::uris) {
+        doc.store().key_of(uri).map_err(|e| ("orchestrator".to_string(), None, e))?;
+    }
     let mut artifacts = inv.inputs.clone();
     for step in &plan.steps {
         let outputs = call(plan, caller, doc, step, &inv.request_id, None, &artifacts).await?;

@@ -94,6 +94,10 @@ impl StateDoc {
         StateDoc { key: format!("requests/{request_id}/state.json"), store, state: Mutex::new(state), writer: Default::default() }
     }
 
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
     pub fn uri(&self) -> String {
         self.store.uri(&self.key)
     }
