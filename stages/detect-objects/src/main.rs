@@ -50,8 +50,12 @@ impl Handler for DetectObjects {
         let mut frames = Vec::new();
         for (index, uri) in stage_runtime::many(inv, "frames")?.iter().enumerate() {
             let path = cx.fetch_uri(uri, &format!("frame-{index:04}"))?;
-            let picture = image::open(&path)
-                .map_err(|e| StageError::unprocessable("bad_media", format!("{uri} is not a picture: {e}")))?
+            let not_a_picture = |e: &dyn std::fmt::Display| StageError::unprocessable("bad_media", format!("{uri} is not a picture: {e}"));
+            let picture = image::ImageReader::open(&path)
+                .and_then(|reader| reader.with_guessed_format())
+                .map_err(|e| not_a_picture(&e))?
+                .decode()
+                .map_err(|e| not_a_picture(&e))?
                 .to_rgb8();
             let detections = cx.tool(|| self.detector.detect(&picture))?;
             frames.push(FrameDetections { frame: uri.clone(), width: picture.width(), height: picture.height(), detections });

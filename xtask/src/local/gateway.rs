@@ -1,0 +1,261 @@
+//! The gateway: the OpenFaaS HTTP API over the local functions. `/function/<name>`
+//! proxies to the function's process (starting it first when none runs);
+//! `/system/*` lists and scales them.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use futures::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use stage_runtime::{ErrorKind, ErrorResponse, StageError};
+
+use super::scaler::{Function, Functions, MARGIN};
+use crate::pipeline::format_duration;
+
+pub fn router(functions: Arc<Functions>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "OK" }))
+        .route("/system/info", get(info))
+        .route("/system/functions", get(list))
+        .route("/system/function/{name}", get(one))
+        .route("/system/scale-function/{name}", post(scale))
+        .route("/function/{name}", any(proxy))
+        .route("/function/{name}/", any(proxy))
+        .route("/function/{name}/{*rest}", any(proxy))
+        .with_state(functions)
+}
+
+/// A function as OpenFaaS's `GET /system/functions` describes it.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionStatus {
+    pub name: String,
+    pub image: String,
+    pub namespace: String,
+    pub env_process: String,
+    pub env_vars: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub secrets: Vec<String>,
+    pub limits: Limits,
+    pub replicas: u64,
+    pub available_replicas: u64,
+    pub invocation_count: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory: String,
+    pub cpu: String,
+}
+
+fn status(function: &Function) -> FunctionStatus {
+    let spec = &function.spec;
+    let replicas = function.replicas();
+    // The watchdog settings, as OpenFaaS shows them; not the parameters or secrets.
+    let env_vars = function
+        .env()
+        .iter()
+        .filter(|(key, _)| spec.env.contains_key(key) || matches!(key.as_str(), "exec_timeout" | "max_inflight"))
+        .cloned()
+        .collect();
+    let cpu =
+        if spec.cpu.fract() == 0.0 { format!("{}", spec.cpu) } else { format!("{}m", (spec.cpu * 1000.0).round()) };
+    FunctionStatus {
+        name: spec.name.clone(),
+        image: "local".into(),
+        namespace: "local".into(),
+        env_process: function.binary().display().to_string(),
+        env_vars,
+        labels: BTreeMap::from([
+            ("faas_function".into(), spec.name.clone()),
+            ("com.openfaas.scale.min".into(), spec.scale.min.to_string()),
+            ("com.openfaas.scale.max".into(), spec.scale.max.to_string()),
+        ]),
+        annotations: BTreeMap::from([("com.openfaas.timeout".into(), format_duration(spec.timeout))]),
+        secrets: spec.secrets.clone(),
+        limits: Limits { memory: format!("{}Mi", spec.memory_mb), cpu },
+        replicas: replicas.replicas,
+        available_replicas: replicas.available,
+        invocation_count: function.invocations.load(Ordering::SeqCst),
+    }
+}
+
+async fn info() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "provider": {
+            "provider": "xtask-local",
+            "orchestration": "process",
+            "version": { "release": env!("CARGO_PKG_VERSION") },
+        },
+        "version": { "release": env!("CARGO_PKG_VERSION") },
+        "arch": std::env::consts::ARCH,
+    }))
+}
+
+async fn list(State(functions): State<Arc<Functions>>) -> Json<Vec<FunctionStatus>> {
+    Json(functions.all().map(|f| status(f)).collect())
+}
+
+async fn one(State(functions): State<Arc<Functions>>, Path(name): Path<String>) -> Response {
+    match functions.get(&name) {
+        Some(function) => Json(status(function)).into_response(),
+        None => unknown(&functions, &name),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ScaleRequest {
+    #[serde(default)]
+    service_name: Option<String>,
+    replicas: u64,
+}
+
+async fn scale(
+    State(functions): State<Arc<Functions>>,
+    Path(name): Path<String>,
+    body: Result<Json<ScaleRequest>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Some(function) = functions.get(&name) else { return unknown(&functions, &name) };
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(e) => {
+            let message = format!("expected {{\"serviceName\": \"{name}\", \"replicas\": N}}: {}", e.body_text());
+            return error(&name, StageError::bad_input("bad_scale_request", message));
+        }
+    };
+    if let Some(service) = request.service_name.as_deref().filter(|s| *s != name) {
+        let message = format!("serviceName `{service}` does not match the path's function `{name}`");
+        return error(&name, StageError::bad_input("bad_scale_request", message));
+    }
+    match functions.scale(function, request.replicas).await {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(err) => error(&name, err),
+    }
+}
+
+/// Forward the request to a process of the function and stream its answer back.
+async fn proxy(State(functions): State<Arc<Functions>>, request: Request) -> Response {
+    let (name, rest) = split_function_path(request.uri().path());
+    let Some(function) = functions.get(name) else { return unknown(&functions, name) };
+    let name = name.to_string();
+    let busy = function.begin_call();
+    let url = match functions.ensure_running(function).await {
+        Ok(url) => url,
+        Err(err) => return error(&name, err),
+    };
+    let query = request.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+    let target = format!("{url}/{rest}{query}");
+
+    let (parts, body) = request.into_parts();
+    let mut headers = forwardable(&parts.headers);
+    let call_id = headers
+        .get("x-call-id")
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a uuid is a header value"));
+    headers.insert("x-call-id", call_id.clone());
+    let answer = functions
+        .client
+        .request(parts.method, target)
+        .headers(headers)
+        .timeout(function.spec.timeout + MARGIN)
+        .body(reqwest::Body::wrap_stream(body.into_data_stream()))
+        .send()
+        .await;
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(e) if e.is_timeout() => {
+            let message = format!("function `{name}` did not answer within {:?}", function.spec.timeout + MARGIN);
+            return error(&name, StageError::new(ErrorKind::Timeout, "gateway_timeout", message));
+        }
+        Err(e) => {
+            let message = format!("function `{name}` did not answer: {}", chain(&e));
+            return error(&name, StageError::new(ErrorKind::BadGateway, "bad_gateway", message));
+        }
+    };
+
+    let mut response = Response::builder().status(answer.status().as_u16());
+    if let Some(headers) = response.headers_mut() {
+        *headers = forwardable(answer.headers());
+        headers.insert("x-call-id", call_id);
+    }
+    // The call stays in flight (not idle) until its body has been sent.
+    let stream = answer.bytes_stream().map(move |chunk| {
+        let _ = &busy;
+        chunk
+    });
+    response.body(Body::from_stream(stream)).unwrap_or_else(|e| {
+        error(&name, StageError::internal("bad_response", format!("function `{name}` answered badly: {e}")))
+    })
+}
+
+/// `/function/<name>/<rest>` → (name, rest)
+fn split_function_path(path: &str) -> (&str, &str) {
+    let path = path.strip_prefix("/function/").unwrap_or(path);
+    path.split_once('/').unwrap_or((path, ""))
+}
+
+/// The headers worth passing on: not the hop-by-hop ones, not `Host`.
+fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    const HOP: [HeaderName; 7] = [
+        header::CONNECTION,
+        header::HOST,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+    ];
+    let mut out = headers.clone();
+    for name in HOP.iter().chain([&header::UPGRADE]) {
+        out.remove(name);
+    }
+    out.remove("keep-alive");
+    out
+}
+
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn unknown(functions: &Functions, name: &str) -> Response {
+    let known = functions.names().join(", ");
+    error(
+        name,
+        StageError::new(ErrorKind::NotFound, "unknown_function", format!("no function `{name}` (known: {known})")),
+    )
+}
+
+/// An error answered by the gateway, in the functions' own error shape.
+fn error(function: &str, error: StageError) -> Response {
+    let status = StatusCode::from_u16(error.kind.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = ErrorResponse { error, request_id: None, function: function.to_string(), metrics: None };
+    (status, Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_paths_split_into_name_and_rest() {
+        assert_eq!(split_function_path("/function/extract-audio"), ("extract-audio", ""));
+        assert_eq!(split_function_path("/function/extract-audio/"), ("extract-audio", ""));
+        assert_eq!(split_function_path("/function/a/b/c"), ("a", "b/c"));
+    }
+}

@@ -1,0 +1,612 @@
+//! From pipeline.yaml as written to the model: parse quantities and check
+//! everything serde cannot (names, bounds, budgets, the DAG), pointing each
+//! error at the key or value to change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indexmap::IndexMap;
+
+use super::diagnostic::{Diagnostic, Source};
+use super::model::{
+    Bounds, Dag, FanOut, Function, Gateway, Parameters, Pipeline, Retry, Scale, Storage, Target,
+    TargetKind,
+};
+use super::raw::{RawDag, RawFunction, RawPipeline, RawStorage, RawTarget, RawTargetKind, Text};
+use super::suggest;
+use super::units::{bytes_to_mib, format_duration, parse_cpu, parse_duration, parse_memory};
+
+/// Largest memory a function may ask for.
+const MAX_MEMORY: u64 = 64 << 30;
+
+type Checked<T> = Result<T, Diagnostic>;
+
+/// Check `raw` and build the model; `dir` is the absolute folder of the file.
+pub fn check(raw: RawPipeline, source: Source, dir: PathBuf) -> Checked<Pipeline> {
+    let checker = Checker {
+        source: &source,
+        dir: &dir,
+        secrets: &raw.secrets,
+    };
+    let gateway = Gateway {
+        timeout: checker.duration("gateway.timeout", &raw.gateway.timeout)?,
+    };
+    let storage = checker.storage(raw.storage)?;
+    checker.secret_list()?;
+    let targets = checker.targets(raw.targets)?;
+    checker.parameters(&raw.parameters)?;
+    let functions = raw
+        .functions
+        .into_iter()
+        .map(|(name, function)| checker.function(name, function, &gateway))
+        .collect::<Checked<Vec<_>>>()?;
+    let dag = checker.dag(raw.dag, &functions)?;
+    checker.entry_waits_for_steps(&dag, &functions)?;
+    checker.all_functions_in_dag(&dag, &functions)?;
+    Ok(Pipeline {
+        name: raw.name,
+        gateway,
+        storage,
+        secrets: raw.secrets,
+        targets,
+        parameters: raw.parameters,
+        functions,
+        dag,
+        dir,
+        source,
+    })
+}
+
+struct Checker<'a> {
+    source: &'a Source,
+    dir: &'a Path,
+    secrets: &'a [String],
+}
+
+impl Checker<'_> {
+    fn error(&self, path: &str, message: impl Into<String>, help: impl Into<String>) -> Diagnostic {
+        self.source.error_at_value(path, message, Some(help.into()))
+    }
+
+    fn duration(&self, path: &str, text: &Text) -> Checked<Duration> {
+        let duration = parse_duration(&text.0).map_err(|why| {
+            self.error(
+                path,
+                format!("duration `{}` at `{path}` {why}", text.0),
+                "write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`",
+            )
+        })?;
+        if duration.is_zero() {
+            return Err(self.error(
+                path,
+                format!("`{path}` is 0"),
+                "give it the time the work needs, like `60s`",
+            ));
+        }
+        Ok(duration)
+    }
+
+    fn storage(&self, storage: RawStorage) -> Checked<Storage> {
+        let bucket = &storage.bucket;
+        let valid = (3..=63).contains(&bucket.len())
+            && bucket
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !valid {
+            return Err(self.error(
+                "storage.bucket",
+                format!("`{bucket}` is not a valid bucket name"),
+                "use 3 to 63 lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit",
+            ));
+        }
+        for (key, name) in [
+            ("access_key_secret", &storage.access_key_secret),
+            ("secret_key_secret", &storage.secret_key_secret),
+        ] {
+            let path = format!("storage.{key}");
+            self.declared_secret(&path, name, &format!("`{path}`"))?;
+        }
+        Ok(Storage {
+            bucket: storage.bucket,
+            region: storage.region,
+            access_key_secret: storage.access_key_secret,
+            secret_key_secret: storage.secret_key_secret,
+        })
+    }
+
+    fn declared_secret(&self, path: &str, name: &str, user: &str) -> Checked<()> {
+        if self.secrets.iter().any(|secret| secret == name) {
+            return Ok(());
+        }
+        let hint = match suggest::closest(name, self.secrets.iter().map(String::as_str)) {
+            Some(close) => format!("did you mean `{close}`? "),
+            None => String::new(),
+        };
+        Err(self.error(
+            path,
+            format!("{user} uses undeclared secret `{name}`"),
+            format!("{hint}declare it under `secrets:` or fix the name"),
+        ))
+    }
+
+    fn secret_list(&self) -> Checked<()> {
+        for (index, name) in self.secrets.iter().enumerate() {
+            if let Some(first) = self.secrets[..index].iter().position(|other| other == name) {
+                return Err(self.error(
+                    &format!("secrets[{index}]"),
+                    format!("secret `{name}` is declared twice"),
+                    format!("remove this one (the first is `secrets[{first}]`)"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn targets(&self, targets: IndexMap<String, RawTarget>) -> Checked<IndexMap<String, Target>> {
+        let mut checked = IndexMap::new();
+        for (name, target) in targets {
+            let path = format!("targets.{name}");
+            let kind = match target.kind {
+                RawTargetKind::Local => {
+                    let idle_timeout =
+                        self.duration(&format!("{path}.idle_timeout"), &target.idle_timeout)?;
+                    if target.gateway_port != 0 && target.gateway_port == target.store_port {
+                        return Err(self.error(
+                            &format!("{path}.store_port"),
+                            format!(
+                                "target `{name}` uses port {} for both the gateway and the store",
+                                target.store_port
+                            ),
+                            "give the store another port",
+                        ));
+                    }
+                    TargetKind::Local {
+                        gateway_port: target.gateway_port,
+                        store_port: target.store_port,
+                        idle_timeout,
+                    }
+                }
+            };
+            checked.insert(name, Target { kind });
+        }
+        Ok(checked)
+    }
+
+    fn parameters(&self, parameters: &Parameters) -> Checked<()> {
+        let Parameters {
+            speech,
+            compress,
+            frames,
+            detector,
+        } = parameters;
+        for (path, rate) in [
+            ("parameters.speech.sample_rate", speech.sample_rate),
+            (
+                "parameters.compress.audio_sample_rate",
+                compress.audio_sample_rate,
+            ),
+        ] {
+            if rate == 0 {
+                return Err(self.error(
+                    path,
+                    format!("`{path}` is 0"),
+                    "use a sample rate in Hz, like 16000 or 22050",
+                ));
+            }
+        }
+        self.bounds("parameters.speech.top_db", speech.top_db, false)?;
+        self.bounds(
+            "parameters.speech.sentence_seconds",
+            speech.sentence_seconds,
+            true,
+        )?;
+        if compress.crf > 51 {
+            return Err(self.error(
+                "parameters.compress.crf",
+                format!("`parameters.compress.crf` {} is above 51", compress.crf),
+                "x264's crf goes from 0 (lossless) to 51 (smallest); 23 to 30 suits speech videos",
+            ));
+        }
+        if frames.per_minute == 0 {
+            return Err(self.error(
+                "parameters.frames.per_minute",
+                "`parameters.frames.per_minute` is 0: no frame would be sampled",
+                "sample at least 1 frame per minute",
+            ));
+        }
+        for (path, value) in [
+            (
+                "parameters.detector.score_threshold",
+                detector.score_threshold,
+            ),
+            ("parameters.detector.nms_iou", detector.nms_iou),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(self.error(
+                    path,
+                    format!("`{path}` {value} is outside 0..1"),
+                    "use a fraction between 0 and 1, like 0.5",
+                ));
+            }
+        }
+        if detector.input_size == 0 {
+            return Err(self.error(
+                "parameters.detector.input_size",
+                "`parameters.detector.input_size` is 0",
+                "use the model's input size in pixels, like 640",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `min <= max`, or `min < max` when `strict`; both at least 0.
+    fn bounds(&self, path: &str, bounds: Bounds, strict: bool) -> Checked<()> {
+        let Bounds { min, max } = bounds;
+        if min < 0.0 {
+            return Err(self.error(
+                &format!("{path}.min"),
+                format!("`{path}` min {min} is negative"),
+                "use 0 or more",
+            ));
+        }
+        let relation = if min > max {
+            "exceeds"
+        } else if strict && min == max {
+            "must be below"
+        } else {
+            return Ok(());
+        };
+        Err(self.error(
+            &format!("{path}.min"),
+            format!("`{path}` min {min} {relation} max {max}"),
+            format!(
+                "lower `min` or raise `max`{}",
+                if strict { " (min < max)" } else { "" }
+            ),
+        ))
+    }
+
+    fn function(&self, name: String, raw: RawFunction, gateway: &Gateway) -> Checked<Function> {
+        let path = format!("functions.{name}");
+        let at = |key: &str| format!("{path}.{key}");
+        let valid_name = name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.ends_with('-');
+        if !valid_name {
+            return Err(self.source.error_at_key(
+                &path,
+                format!("`{name}` is not a valid function name"),
+                Some("use lowercase letters, digits and `-`, starting with a letter: it names the process and its route".into()),
+            ));
+        }
+
+        let source = self.dir.join(&raw.source);
+        if !source.is_dir() {
+            return Err(self.error(
+                &at("source"),
+                format!(
+                    "source folder `{}` of function `{name}` does not exist",
+                    raw.source.display()
+                ),
+                format!(
+                    "`source` is relative to the pipeline file's folder: looked for {}",
+                    source.display()
+                ),
+            ));
+        }
+
+        let memory_help = "write it like `256Mi`, `1Gi` or `512M`";
+        let memory = parse_memory(&raw.memory.0).map_err(|why| {
+            self.error(
+                &at("memory"),
+                format!("function `{name}` memory `{}` {why}", raw.memory.0),
+                memory_help,
+            )
+        })?;
+        if memory == 0 {
+            return Err(self.error(
+                &at("memory"),
+                format!("function `{name}` memory is 0"),
+                "give it what one replica needs, like `256Mi`",
+            ));
+        }
+        if memory > MAX_MEMORY {
+            return Err(self.error(
+                &at("memory"),
+                format!(
+                    "function `{name}` memory {} exceeds the 64Gi limit",
+                    raw.memory.0
+                ),
+                "lower it to `64Gi` or less",
+            ));
+        }
+
+        let cpu_help = "write cores like `0.5` or `1`, or millicores like `500m`";
+        let cpu = parse_cpu(&raw.cpu.0).map_err(|why| {
+            self.error(
+                &at("cpu"),
+                format!("function `{name}` cpu `{}` {why}", raw.cpu.0),
+                cpu_help,
+            )
+        })?;
+        if cpu <= 0.0 {
+            return Err(self.error(
+                &at("cpu"),
+                format!("function `{name}` cpu {} is not above 0", raw.cpu.0),
+                cpu_help,
+            ));
+        }
+
+        let timeout = self.duration(&at("timeout"), &raw.timeout)?;
+        if timeout > gateway.timeout {
+            return Err(self.error(
+                &at("timeout"),
+                format!(
+                    "function `{name}` timeout {} exceeds the gateway budget {}",
+                    raw.timeout.0,
+                    format_duration(gateway.timeout)
+                ),
+                "raise `gateway.timeout` or lower this one",
+            ));
+        }
+
+        if raw.max_inflight == 0 {
+            return Err(self.error(
+                &at("max_inflight"),
+                format!("function `{name}` max_inflight is 0: it could never take a request"),
+                "use 1 or more",
+            ));
+        }
+        let scale = Scale {
+            min: raw.scale.min,
+            max: raw.scale.max,
+        };
+        if scale.max == 0 {
+            return Err(self.error(
+                &at("scale.max"),
+                format!("function `{name}` scale max is 0: it could never run"),
+                "use 1 or more (`min: 0` already lets it scale to zero)",
+            ));
+        }
+        if scale.min > scale.max {
+            return Err(self.error(
+                &at("scale.min"),
+                format!(
+                    "function `{name}` scale min {} exceeds max {}",
+                    scale.min, scale.max
+                ),
+                "lower `min` or raise `max`",
+            ));
+        }
+
+        let mut env = BTreeMap::new();
+        for (key, value) in raw.env {
+            let valid = key.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid || key.starts_with("VS_") {
+                let help = if valid {
+                    "`VS_*` variables come from `parameters:`; change the parameter there"
+                } else {
+                    "use letters, digits and `_`, not starting with a digit"
+                };
+                return Err(self.source.error_at_key(
+                    &at(&format!("env.{key}")),
+                    format!("function `{name}` cannot set environment variable `{key}`"),
+                    Some(help.into()),
+                ));
+            }
+            env.insert(key, value.0);
+        }
+
+        for (index, secret) in raw.secrets.iter().enumerate() {
+            self.declared_secret(
+                &at(&format!("secrets[{index}]")),
+                secret,
+                &format!("function `{name}`"),
+            )?;
+        }
+
+        Ok(Function {
+            name,
+            source,
+            memory_mb: bytes_to_mib(memory),
+            cpu,
+            timeout,
+            max_inflight: raw.max_inflight,
+            scale,
+            env,
+            secrets: raw.secrets,
+        })
+    }
+
+    fn dag(&self, raw: RawDag, functions: &[Function]) -> Checked<Dag> {
+        self.known_function("dag.entry", &raw.entry, functions)?;
+        // Where each function is used so far: a second use is a cycle.
+        let mut used: HashMap<&str, String> =
+            HashMap::from([(raw.entry.as_str(), "dag.entry".to_string())]);
+        let fan_out_steps = raw.fan_out.iter().flat_map(|fan_out| fan_out.steps.iter());
+        let paths = (0..raw.steps.len())
+            .map(|index| format!("dag.steps[{index}]"))
+            .chain((0..).map(|index| format!("dag.fan_out.steps[{index}]")));
+        for (step, path) in raw.steps.iter().chain(fan_out_steps).zip(paths) {
+            self.known_function(&path, step, functions)?;
+            if *step == raw.entry {
+                return Err(self.error(
+                    &path,
+                    format!(
+                        "the entry `{step}` is also a step: the DAG would call itself (a cycle)"
+                    ),
+                    format!(
+                        "remove `{step}` here: the entry runs the steps and is not one of them"
+                    ),
+                ));
+            }
+            if let Some(first) = used.insert(step, path.clone()) {
+                let line = self
+                    .source
+                    .spans
+                    .value(&first)
+                    .map(|span| format!(", line {}", span.line));
+                return Err(self.error(
+                    &path,
+                    format!("function `{step}` appears twice in the DAG (a cycle)"),
+                    format!(
+                        "a function is one step: remove this use, or declare another function (the first use is `{first}`{})",
+                        line.unwrap_or_default()
+                    ),
+                ));
+            }
+        }
+
+        let fan_out = match raw.fan_out {
+            None => None,
+            Some(fan_out) => {
+                if fan_out.over.trim().is_empty() {
+                    return Err(self.error(
+                        "dag.fan_out.over",
+                        "`dag.fan_out.over` is empty",
+                        "name the artifact whose items fan out, like `clips`",
+                    ));
+                }
+                let artifact_name = |name: &str| {
+                    name.starts_with(|c: char| c.is_ascii_lowercase())
+                        && name.chars().all(|c| {
+                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
+                        })
+                };
+                if !artifact_name(&fan_out.item) || fan_out.item == fan_out.over {
+                    return Err(self.error(
+                        "dag.fan_out.item",
+                        format!(
+                            "`dag.fan_out.item` `{}` is not a usable artifact name",
+                            fan_out.item
+                        ),
+                        format!(
+                            "name one item of `{}` in lowercase, other than the list, like `clip`",
+                            fan_out.over
+                        ),
+                    ));
+                }
+                if fan_out.max_parallel == 0 {
+                    return Err(self.error(
+                        "dag.fan_out.max_parallel",
+                        "`dag.fan_out.max_parallel` is 0: no item would run",
+                        "use 1 or more",
+                    ));
+                }
+                if fan_out.steps.is_empty() {
+                    return Err(self.error(
+                        "dag.fan_out.steps",
+                        "`dag.fan_out` has no steps",
+                        "list the steps to run for each item, or remove `fan_out`",
+                    ));
+                }
+                Some(FanOut {
+                    over: fan_out.over,
+                    item: fan_out.item,
+                    max_parallel: fan_out.max_parallel,
+                    steps: fan_out.steps,
+                })
+            }
+        };
+        if raw.steps.is_empty() && fan_out.is_none() {
+            return Err(self.error(
+                "dag.steps",
+                "the DAG has no steps",
+                "list the functions the entry runs in `dag.steps`",
+            ));
+        }
+
+        if raw.retry.attempts == 0 {
+            return Err(self.error(
+                "dag.retry.attempts",
+                "`dag.retry.attempts` is 0: no step would ever run",
+                "use 1 for no retries, or more",
+            ));
+        }
+        let retry = Retry {
+            attempts: raw.retry.attempts,
+            backoff: self.duration("dag.retry.backoff", &raw.retry.backoff)?,
+        };
+        Ok(Dag {
+            entry: raw.entry,
+            steps: raw.steps,
+            fan_out,
+            retry,
+        })
+    }
+
+    fn known_function(&self, path: &str, name: &str, functions: &[Function]) -> Checked<()> {
+        if functions.iter().any(|function| function.name == name) {
+            return Ok(());
+        }
+        let names = functions.iter().map(|function| function.name.as_str());
+        let hint = match suggest::closest(name, names.clone()) {
+            Some(close) => format!("did you mean `{close}`? "),
+            None => String::new(),
+        };
+        let declared: Vec<String> = names.map(|name| format!("`{name}`")).collect();
+        Err(self.error(
+            path,
+            format!(
+                "unknown function `{name}` in `{}`",
+                path.split('[').next().unwrap_or(path)
+            ),
+            format!("{hint}declared functions: {}", declared.join(", ")),
+        ))
+    }
+
+    /// The entry calls the steps one after the other (each fanned-out item too),
+    /// so its timeout must cover the sum of theirs.
+    fn entry_waits_for_steps(&self, dag: &Dag, functions: &[Function]) -> Checked<()> {
+        let timeout = |name: &str| {
+            functions
+                .iter()
+                .find(|f| f.name == name)
+                .map_or(Duration::ZERO, |f| f.timeout)
+        };
+        let entry = timeout(&dag.entry);
+        let total: Duration = dag.all_steps().map(timeout).sum();
+        if total <= entry {
+            return Ok(());
+        }
+        let terms: Vec<String> = dag
+            .all_steps()
+            .map(|step| format!("{step} {}", format_duration(timeout(step))))
+            .collect();
+        Err(self.error(
+            &format!("functions.{}.timeout", dag.entry),
+            format!(
+                "entry `{}` timeout {} is shorter than the steps it waits for ({})",
+                dag.entry,
+                format_duration(entry),
+                format_duration(total)
+            ),
+            format!(
+                "the entry waits for {} = {}; raise its timeout to >= {} or lower the steps' timeouts",
+                terms.join(" + "),
+                format_duration(total),
+                format_duration(total)
+            ),
+        ))
+    }
+
+    fn all_functions_in_dag(&self, dag: &Dag, functions: &[Function]) -> Checked<()> {
+        for function in functions {
+            let name = function.name.as_str();
+            if name != dag.entry && !dag.all_steps().any(|step| step == name) {
+                return Err(self.source.error_at_key(
+                    &format!("functions.{name}"),
+                    format!("function `{name}` is not in the DAG"),
+                    Some("add it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`".into()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,18 @@
+//! pipeline.yaml, the one declaration of the VideoSearcher pipeline, as a
+//! typed and checked model. `load` is the entry point; every error about the
+//! file's content is a [`Diagnostic`] pointing at the line to change.
+
+mod check;
+mod diagnostic;
+mod load;
+mod model;
+pub mod plan;
+mod raw;
+mod spans;
+mod suggest;
+mod units;
+
+pub use diagnostic::Diagnostic;
+pub use load::load;
+pub use model::*;
+pub use units::format_duration;

@@ -1,0 +1,387 @@
+//! The validated pipeline: what every `cargo xtask` command works from.
+//! Built only by `pipeline::load`, so every value here already passed the checks.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use super::diagnostic::{Diagnostic, Source};
+
+/// The whole pipeline.yaml.
+#[derive(Debug)]
+pub struct Pipeline {
+    pub name: String,
+    pub gateway: Gateway,
+    pub storage: Storage,
+    /// Names of the secrets; targets provide their values.
+    pub secrets: Vec<String>,
+    /// Targets by name, in file order.
+    pub targets: IndexMap<String, Target>,
+    pub parameters: Parameters,
+    /// Functions in file order.
+    pub functions: Vec<Function>,
+    pub dag: Dag,
+    /// Absolute folder of the pipeline file; relative paths in it are relative to this.
+    pub dir: PathBuf,
+    /// The file's text and positions, to point later errors into it.
+    pub source: Source,
+}
+
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    /// No function's timeout may exceed it.
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub bucket: String,
+    pub region: String,
+    /// Name of the secret (in `Pipeline::secrets`) holding the S3 access key id.
+    pub access_key_secret: String,
+    /// Name of the secret (in `Pipeline::secrets`) holding the S3 secret key.
+    pub secret_key_secret: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub kind: TargetKind,
+}
+
+/// Where the pipeline runs, with what each kind needs.
+#[derive(Debug, Clone)]
+pub enum TargetKind {
+    /// The embedded runtime of `cargo xtask up` on this machine (127.0.0.1).
+    Local {
+        gateway_port: u16,
+        store_port: u16,
+        /// A function's processes are stopped after this long without requests.
+        idle_timeout: Duration,
+    },
+}
+
+/// Stage parameters, passed to every function as `VS_*` variables.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameters {
+    pub speech: SpeechParameters,
+    pub compress: CompressParameters,
+    pub frames: FramesParameters,
+    pub detector: DetectorParameters,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeechParameters {
+    /// Sample rate (Hz) the audio is analysed at.
+    pub sample_rate: u32,
+    /// Silence threshold range (dB below peak) searched for segments.
+    pub top_db: Bounds,
+    /// Wanted sentence length range, in seconds.
+    pub sentence_seconds: Bounds,
+}
+
+/// An inclusive `{ min, max }` range.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bounds {
+    pub min: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressParameters {
+    /// x264 constant rate factor (0-51).
+    pub crf: u32,
+    /// Sample rate (Hz) of the compressed clip's audio.
+    pub audio_sample_rate: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FramesParameters {
+    /// Frames sampled per minute of clip.
+    pub per_minute: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorParameters {
+    /// ONNX model file, as written (relative to `Pipeline::dir` when relative).
+    pub model: PathBuf,
+    /// How to decode the model's outputs (e.g. `centerface`).
+    pub decoder: String,
+    pub score_threshold: f64,
+    pub nms_iou: f64,
+    /// Square input size (pixels) the frames are resized to.
+    pub input_size: u32,
+}
+
+/// One serverless function: a binary built from `source`.
+#[derive(Debug, Clone)]
+pub struct Function {
+    pub name: String,
+    /// Absolute path of the crate folder.
+    pub source: PathBuf,
+    pub memory_mb: u64,
+    pub cpu: f64,
+    pub timeout: Duration,
+    /// Requests one replica handles at once.
+    pub max_inflight: usize,
+    pub scale: Scale,
+    pub env: BTreeMap<String, String>,
+    /// Names of the secrets it receives.
+    pub secrets: Vec<String>,
+}
+
+/// Replica count bounds; `min: 0` lets the function scale to zero.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    pub min: u32,
+    pub max: u32,
+}
+
+/// What the entry function (the orchestrator) runs for a request.
+#[derive(Debug, Clone)]
+pub struct Dag {
+    /// The function that receives requests and drives the steps.
+    pub entry: String,
+    /// Steps run one after the other over the whole request.
+    pub steps: Vec<String>,
+    pub fan_out: Option<FanOut>,
+    pub retry: Retry,
+}
+
+/// Steps run for every item of an artifact, `max_parallel` items at a time.
+#[derive(Debug, Clone)]
+pub struct FanOut {
+    /// The artifact (a list) whose items are fanned out (e.g. `clips`).
+    pub over: String,
+    /// The artifact name each item is passed to the steps under (e.g. `clip`).
+    pub item: String,
+    pub max_parallel: usize,
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Retry {
+    /// Tries per step call, the first included (>= 1).
+    pub attempts: u32,
+    /// Wait before the first retry.
+    pub backoff: Duration,
+}
+
+impl Dag {
+    /// Number of steps, linear and fanned out, without the entry.
+    pub fn step_count(&self) -> usize {
+        self.steps.len()
+            + self
+                .fan_out
+                .as_ref()
+                .map_or(0, |fan_out| fan_out.steps.len())
+    }
+
+    /// Every step name: the linear ones, then the fanned-out ones.
+    pub fn all_steps(&self) -> impl Iterator<Item = &str> {
+        let fanned = self.fan_out.iter().flat_map(|fan_out| fan_out.steps.iter());
+        self.steps.iter().chain(fanned).map(String::as_str)
+    }
+}
+
+impl Pipeline {
+    pub fn function(&self, name: &str) -> Option<&Function> {
+        self.functions.iter().find(|function| function.name == name)
+    }
+
+    /// The target named `name`, or the first `local` one when `None`.
+    pub fn target(&self, name: Option<&str>) -> anyhow::Result<(&str, &Target)> {
+        let known = || {
+            let names: Vec<String> = self
+                .targets
+                .keys()
+                .map(|name| format!("`{name}`"))
+                .collect();
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        };
+        match name {
+            Some(name) => match self.targets.get_key_value(name) {
+                Some((name, target)) => Ok((name.as_str(), target)),
+                None => bail!("unknown target `{name}` (known: {})", known()),
+            },
+            None => match self
+                .targets
+                .iter()
+                .find(|(_, target)| matches!(target.kind, TargetKind::Local { .. }))
+            {
+                Some((name, target)) => Ok((name.as_str(), target)),
+                None => bail!(
+                    "no `local` target in {} (known: {})",
+                    self.source.path.display(),
+                    known()
+                ),
+            },
+        }
+    }
+
+    /// The stage parameters as the `VS_*` environment variables every function receives.
+    pub fn parameter_env(&self) -> Vec<(String, String)> {
+        let p = &self.parameters;
+        let model = if p.detector.model.is_absolute() {
+            p.detector.model.clone()
+        } else {
+            self.dir.join(&p.detector.model)
+        };
+        [
+            ("VS_SPEECH_SAMPLE_RATE", p.speech.sample_rate.to_string()),
+            ("VS_SPEECH_TOP_DB_MIN", p.speech.top_db.min.to_string()),
+            ("VS_SPEECH_TOP_DB_MAX", p.speech.top_db.max.to_string()),
+            (
+                "VS_SPEECH_SENTENCE_MIN_S",
+                p.speech.sentence_seconds.min.to_string(),
+            ),
+            (
+                "VS_SPEECH_SENTENCE_MAX_S",
+                p.speech.sentence_seconds.max.to_string(),
+            ),
+            ("VS_COMPRESS_CRF", p.compress.crf.to_string()),
+            (
+                "VS_COMPRESS_AUDIO_SAMPLE_RATE",
+                p.compress.audio_sample_rate.to_string(),
+            ),
+            ("VS_FRAMES_PER_MINUTE", p.frames.per_minute.to_string()),
+            ("VS_DETECTOR_MODEL", model.display().to_string()),
+            ("VS_DETECTOR_DECODER", p.detector.decoder.clone()),
+            (
+                "VS_DETECTOR_SCORE_THRESHOLD",
+                p.detector.score_threshold.to_string(),
+            ),
+            ("VS_DETECTOR_NMS_IOU", p.detector.nms_iou.to_string()),
+            ("VS_DETECTOR_INPUT_SIZE", p.detector.input_size.to_string()),
+        ]
+        .into_iter()
+        .map(|(name, value)| (name.to_string(), value))
+        .collect()
+    }
+
+    /// An error pointing at the value at `path` in the pipeline file
+    /// (e.g. `functions.detect-objects.timeout`), for commands after `load`.
+    pub fn error_at(
+        &self,
+        path: &str,
+        message: impl Into<String>,
+        help: Option<String>,
+    ) -> Diagnostic {
+        self.source.error_at_value(path, message, help)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The repository's pipeline.yaml, loaded from a temp folder with its source folders.
+    fn repository_pipeline() -> (tempfile::TempDir, Pipeline) {
+        let text = include_str!("../../../pipeline.yaml");
+        let dir = tempfile::tempdir().unwrap();
+        for line in text.lines() {
+            if let Some(source) = line.trim().strip_prefix("source: ") {
+                std::fs::create_dir_all(dir.path().join(source)).unwrap();
+            }
+        }
+        let path = dir.path().join("pipeline.yaml");
+        std::fs::write(&path, text).unwrap();
+        let pipeline = super::super::load(&path).unwrap();
+        (dir, pipeline)
+    }
+
+    #[test]
+    fn parameter_env_sets_every_variable_with_an_absolute_model() {
+        let (dir, pipeline) = repository_pipeline();
+        let env = pipeline.parameter_env();
+        let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "VS_SPEECH_SAMPLE_RATE",
+                "VS_SPEECH_TOP_DB_MIN",
+                "VS_SPEECH_TOP_DB_MAX",
+                "VS_SPEECH_SENTENCE_MIN_S",
+                "VS_SPEECH_SENTENCE_MAX_S",
+                "VS_COMPRESS_CRF",
+                "VS_COMPRESS_AUDIO_SAMPLE_RATE",
+                "VS_FRAMES_PER_MINUTE",
+                "VS_DETECTOR_MODEL",
+                "VS_DETECTOR_DECODER",
+                "VS_DETECTOR_SCORE_THRESHOLD",
+                "VS_DETECTOR_NMS_IOU",
+                "VS_DETECTOR_INPUT_SIZE",
+            ]
+        );
+        let value = |name: &str| env.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        let model = dir
+            .path()
+            .canonicalize()
+            .unwrap()
+            .join(".cache/models/centerface.onnx");
+        assert_eq!(value("VS_DETECTOR_MODEL"), model.display().to_string());
+        assert_eq!(value("VS_SPEECH_TOP_DB_MIN"), "24");
+        assert_eq!(value("VS_DETECTOR_SCORE_THRESHOLD"), "0.5");
+        assert_eq!(value("VS_COMPRESS_AUDIO_SAMPLE_RATE"), "16000");
+    }
+
+    #[test]
+    fn target_defaults_to_the_first_local_one() {
+        let (_dir, pipeline) = repository_pipeline();
+        let (name, target) = pipeline.target(None).unwrap();
+        assert_eq!(name, "local");
+        let TargetKind::Local {
+            gateway_port,
+            store_port,
+            idle_timeout,
+        } = target.kind;
+        assert_eq!(
+            (gateway_port, store_port, idle_timeout),
+            (8080, 9000, Duration::from_secs(300))
+        );
+        assert_eq!(pipeline.target(Some("local")).unwrap().0, "local");
+        let err = pipeline.target(Some("cloud")).unwrap_err();
+        assert_eq!(err.to_string(), "unknown target `cloud` (known: `local`)");
+    }
+
+    #[test]
+    fn functions_keep_file_order_and_parsed_quantities() {
+        let (dir, pipeline) = repository_pipeline();
+        let names: Vec<&str> = pipeline.functions.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names[..3],
+            ["orchestrator", "extract-audio", "detect-speech"]
+        );
+        let orchestrator = pipeline.function("orchestrator").unwrap();
+        assert_eq!(orchestrator.memory_mb, 128);
+        assert_eq!(orchestrator.cpu, 0.5);
+        assert_eq!(orchestrator.timeout, Duration::from_secs(580));
+        assert_eq!(
+            orchestrator.source,
+            dir.path()
+                .canonicalize()
+                .unwrap()
+                .join("stages/orchestrator")
+        );
+        assert_eq!(
+            pipeline.function("detect-objects").unwrap().env["RUST_LOG"],
+            "info"
+        );
+        assert_eq!(pipeline.dag.step_count(), 7);
+        assert_eq!(pipeline.dag.retry.backoff, Duration::from_millis(500));
+        assert!(pipeline.function("nope").is_none());
+    }
+}

@@ -1,0 +1,143 @@
+//! pipeline.yaml as written: the serde shape with every key checked
+//! (`deny_unknown_fields`). Quantities with units stay text here; `check`
+//! turns them into the model, where it can point at them.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::de::{self, Deserializer, Visitor};
+use serde::Deserialize;
+
+use super::model::Parameters;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    pub name: String,
+    pub gateway: RawGateway,
+    pub storage: RawStorage,
+    pub secrets: Vec<String>,
+    pub targets: IndexMap<String, RawTarget>,
+    pub parameters: Parameters,
+    pub functions: IndexMap<String, RawFunction>,
+    pub dag: RawDag,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub timeout: Text,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    pub bucket: String,
+    pub region: String,
+    pub access_key_secret: String,
+    pub secret_key_secret: String,
+}
+
+/// A target: `kind` says which; the other keys are the kind's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTarget {
+    pub kind: RawTargetKind,
+    pub gateway_port: u16,
+    pub store_port: u16,
+    pub idle_timeout: Text,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawTargetKind {
+    Local,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFunction {
+    pub source: PathBuf,
+    pub memory: Text,
+    pub cpu: Text,
+    pub timeout: Text,
+    pub max_inflight: usize,
+    pub scale: RawScale,
+    #[serde(default)]
+    pub env: IndexMap<String, Text>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScale {
+    pub min: u32,
+    pub max: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDag {
+    pub entry: String,
+    pub steps: Vec<String>,
+    pub fan_out: Option<RawFanOut>,
+    pub retry: RawRetry,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFanOut {
+    pub over: String,
+    pub item: String,
+    pub max_parallel: usize,
+    pub steps: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    pub attempts: u32,
+    pub backoff: Text,
+}
+
+/// Any scalar (text, number or boolean) as its text: `60s`, `0.5`, `512`, `true`.
+#[derive(Debug, Clone)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Text, D::Error> {
+        struct TextVisitor;
+
+        impl Visitor<'_> for TextVisitor {
+            type Value = Text;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("text, a number or true/false")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Text, E> {
+                Ok(Text(value.to_string()))
+            }
+
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<Text, E> {
+                Ok(Text(value.to_string()))
+            }
+
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Text, E> {
+                Ok(Text(value.to_string()))
+            }
+
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Text, E> {
+                Ok(Text(value.to_string()))
+            }
+
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Text, E> {
+                Ok(Text(value.to_string()))
+            }
+        }
+
+        deserializer.deserialize_any(TextVisitor)
+    }
+}

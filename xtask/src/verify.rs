@@ -1,0 +1,274 @@
+//! `cargo xtask verify`: check that the runtime is whole (gateway, every
+//! function registered, object store reachable with our credentials), send
+//! one request end to end, and check every artifact it produced.
+//!
+//! Architecture invariant: verify talks to the pipeline only the way a user
+//! would: through the gateway and the object store.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde::Deserialize;
+use stage_runtime::{Artifact, Artifacts, Invocation, Store, StoreConfig};
+
+use crate::flags;
+use crate::local::StateDir;
+use crate::pipeline::Pipeline;
+
+/// What the request must produce when its input is the synthesized test
+/// video, whose spoken sentences and faces are known.
+struct Expected {
+    sentences: Vec<String>,
+    faces_shown: bool,
+}
+
+/// A verify that ran: `Ok(report)` passed every check.
+pub fn run(pipeline: &Pipeline, flags: &flags::Verify) -> anyhow::Result<bool> {
+    let state = StateDir::new(&flags.state_dir)?;
+    let Some(info) = state.running()? else {
+        bail!("no local runtime runs for {}\nhelp: start one with `cargo xtask up`", state.root.display());
+    };
+    let (input, expected) = match &flags.input {
+        Some(path) => (path.clone(), None),
+        None => {
+            let media = crate::media::synthesize(&pipeline.dir.join(".cache/media"))?;
+            let expected = Expected { sentences: media.sentences.clone(), faces_shown: media.face_picture.is_some() };
+            (media.video.clone(), Some(expected))
+        }
+    };
+    let rt = tokio::runtime::Runtime::new()?;
+    let secret = |name: &str| -> anyhow::Result<String> {
+        let path = state.secrets().join(name);
+        Ok(std::fs::read_to_string(&path).with_context(|| format!("read secret {}", path.display()))?.trim().to_string())
+    };
+    let store = {
+        let _guard = rt.enter();
+        Store::new(&StoreConfig {
+            endpoint: info.store_url.clone(),
+            bucket: info.bucket.clone(),
+            region: pipeline.storage.region.clone(),
+            access_key: secret(&pipeline.storage.access_key_secret)?,
+            secret_key: secret(&pipeline.storage.secret_key_secret)?,
+        })?
+    };
+    rt.block_on(preflight(pipeline, &info.gateway_url, &store))?;
+    let outcome = rt.block_on(send(pipeline, &info.gateway_url, &store, &input))?;
+    print_table(&outcome.state);
+    if let Some(path) = &flags.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&outcome.state)?)?;
+    }
+    let problems = rt.block_on(check(&store, &outcome, expected.as_ref()))?;
+    if problems.is_empty() {
+        println!("verify: ok ({} clips, request {})", outcome.clips, outcome.request_id);
+        return Ok(true);
+    }
+    eprintln!("verify failed for request {}:", outcome.request_id);
+    for problem in &problems {
+        eprintln!("  - {problem}");
+    }
+    Ok(false)
+}
+
+/// Name what is missing before sending anything.
+async fn preflight(pipeline: &Pipeline, gateway: &str, store: &Store) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let health = client.get(format!("{gateway}/healthz")).send().await;
+    match health {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => bail!("the gateway at {gateway} answers /healthz with {}", r.status()),
+        Err(e) => bail!("the gateway at {gateway} does not answer: {e}\nhelp: start it with `cargo xtask up`"),
+    }
+    #[derive(Deserialize)]
+    struct Listed {
+        name: String,
+        #[serde(default)]
+        replicas: u64,
+    }
+    let listed: Vec<Listed> = client.get(format!("{gateway}/system/functions")).send().await?.json().await?;
+    for function in &pipeline.functions {
+        let Some(entry) = listed.iter().find(|l| l.name == function.name) else {
+            bail!("function `{}` is not known to the gateway\nhelp: restart the runtime with `cargo xtask down && cargo xtask up`", function.name);
+        };
+        if entry.replicas > 0 {
+            let url = format!("{gateway}/function/{}/_/health", function.name);
+            let status = client.get(&url).send().await.map(|r| r.status().as_u16()).unwrap_or(0);
+            if status != 200 {
+                bail!("function `{}` runs but its health check answers {status}\nhelp: see `cargo xtask logs {}`", function.name, function.name);
+            }
+        }
+    }
+    store.probe().await.map_err(|e| {
+        anyhow::anyhow!("the object store refuses us: {e}\nhelp: the bucket `{}` or the credentials are wrong; `cargo xtask down && cargo xtask up` recreates both", store.bucket())
+    })?;
+    Ok(())
+}
+
+struct Outcome {
+    request_id: String,
+    state: serde_json::Value,
+    clips: usize,
+}
+
+/// Upload the input, call the entry function, show progress from the state document.
+async fn send(pipeline: &Pipeline, gateway: &str, store: &Store, input: &Path) -> anyhow::Result<Outcome> {
+    let request_id = format!("verify-{}", uuid::Uuid::new_v4().simple());
+    let file_name = input.file_name().and_then(|n| n.to_str()).unwrap_or("input.mp4").replace(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'), "_");
+    let key = format!("requests/{request_id}/input/{file_name}");
+    let (uri, _) = store.upload(input, &key).await.with_context(|| format!("upload {}", input.display()))?;
+    let inv = Invocation { request_id: request_id.clone(), scope: None, inputs: Artifacts::from([("video".into(), Artifact::One(uri))]) };
+
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.enable_steady_tick(Duration::from_millis(120));
+    progress.set_message(format!("request {request_id}: sent"));
+    let entry = &pipeline.dag.entry;
+    let call = reqwest::Client::new()
+        .post(format!("{gateway}/function/{entry}"))
+        .json(&inv)
+        .timeout(pipeline.gateway.timeout + Duration::from_secs(5))
+        .send();
+    tokio::pin!(call);
+    let state_uri = store.uri(&format!("requests/{request_id}/state.json"));
+    let started = Instant::now();
+    let response = loop {
+        tokio::select! {
+            response = &mut call => break response,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                if let Ok(bytes) = store.get_bytes(&state_uri).await {
+                    if let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) {
+                        let steps = state["steps"].as_array().map_or(0, Vec::len);
+                        let last = state["steps"].as_array().and_then(|s| s.last()).and_then(|s| s["function"].as_str()).unwrap_or("");
+                        progress.set_message(format!("request {request_id}: {steps} steps done, last {last} ({:.0?})", started.elapsed()));
+                    }
+                }
+            }
+        }
+    };
+    progress.finish_and_clear();
+    let response = response.with_context(|| format!("the request to `{entry}` failed"))?;
+    let status = response.status();
+    let body = response.text().await?;
+    let state: serde_json::Value = match store.get_bytes(&state_uri).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).context("the request state is not JSON")?,
+        Err(e) => bail!("`{entry}` answered {status} and left no request state ({e}): {body}"),
+    };
+    if !status.is_success() {
+        print_table(&state);
+        bail!("the request failed with {status}: {}", body.trim());
+    }
+    let clips = state["items"].as_object().map_or(0, |m| m.len());
+    println!("request {request_id}: {} in {:.1?}", state["outcome"].as_str().unwrap_or("?"), started.elapsed());
+    Ok(Outcome { request_id, state, clips })
+}
+
+/// Every expected artifact, checked in the store. Returns what is wrong.
+async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>) -> anyhow::Result<Vec<String>> {
+    let mut problems = Vec::new();
+    let state = &outcome.state;
+    if state["status"] != "succeeded" {
+        problems.push(format!("request status is {}, not succeeded", state["status"]));
+    }
+    let segments_uri = state["artifacts"]["segments"].as_str().unwrap_or_default();
+    let segments: serde_json::Value = serde_json::from_slice(&store.get_bytes(segments_uri).await?)?;
+    let segment_count = segments["clips"].as_array().map_or(0, Vec::len);
+    let clip_uris = state["artifacts"]["clips"].as_array().map_or(0, Vec::len);
+    if clip_uris != segment_count || outcome.clips != segment_count {
+        problems.push(format!("{segment_count} speech segments but {clip_uris} clips cut and {} processed", outcome.clips));
+    }
+    if expected.is_some() && segment_count < 3 {
+        problems.push(format!("the test video yields {segment_count} clips; at least 3 expected"));
+    }
+    let spoken: BTreeSet<String> = expected.map(|e| words(&e.sentences.join(" "))).unwrap_or_default();
+    let mut faces = 0;
+    let mut frames_total = 0;
+    for (scope, artifacts) in state["items"].as_object().into_iter().flatten() {
+        let artifacts: Artifacts = serde_json::from_value(artifacts.clone())?;
+        for name in ["clip", "compressed", "audio_16k", "transcript", "frames", "detections"] {
+            let Some(artifact) = artifacts.get(name) else {
+                problems.push(format!("{scope}: no `{name}` artifact"));
+                continue;
+            };
+            for uri in artifact.uris() {
+                match store.get_bytes(uri).await {
+                    Ok(bytes) if !bytes.is_empty() => {}
+                    Ok(_) => problems.push(format!("{scope}: `{name}` object {uri} is empty")),
+                    Err(e) => problems.push(format!("{scope}: `{name}` object {uri} is missing: {e}")),
+                }
+            }
+        }
+        if let Some(Artifact::One(uri)) = artifacts.get("transcript") {
+            let transcript: serde_json::Value = serde_json::from_slice(&store.get_bytes(uri).await?)?;
+            let heard = words(transcript["text"].as_str().unwrap_or(""));
+            if heard.is_empty() {
+                problems.push(format!("{scope}: empty transcript"));
+            } else if expected.is_some() && heard.intersection(&spoken).next().is_none() {
+                problems.push(format!("{scope}: transcript `{}` shares no word with what was spoken", transcript["text"]));
+            }
+        }
+        let frame_count = artifacts.get("frames").map_or(0, |a| a.uris().len());
+        frames_total += frame_count;
+        if frame_count == 0 {
+            problems.push(format!("{scope}: no frames sampled"));
+        }
+        if let Some(Artifact::One(uri)) = artifacts.get("detections") {
+            let detections: serde_json::Value = serde_json::from_slice(&store.get_bytes(uri).await?)
+                .map_err(|e| anyhow::anyhow!("{scope}: detections are not JSON: {e}"))?;
+            let Some(frames) = detections["frames"].as_array() else {
+                problems.push(format!("{scope}: detections have no `frames` list"));
+                continue;
+            };
+            if frames.len() != frame_count {
+                problems.push(format!("{scope}: {frame_count} frames but {} detection entries", frames.len()));
+            }
+            for frame in frames {
+                for d in frame["detections"].as_array().into_iter().flatten() {
+                    let valid = ["x1", "y1", "x2", "y2", "score"].iter().all(|k| d[k].is_number()) && d["label"].is_string();
+                    if !valid {
+                        problems.push(format!("{scope}: malformed detection {d}"));
+                    }
+                    faces += (d["label"] == "face") as usize;
+                }
+            }
+        }
+    }
+    if expected.is_some_and(|e| e.faces_shown) && faces == 0 {
+        problems.push(format!("the test video shows a face but no face was detected in {frames_total} frames"));
+    }
+    println!("checked: {segment_count} segments, {} clips, {frames_total} frames, {faces} faces", outcome.clips);
+    Ok(problems)
+}
+
+/// Lower-case words of three letters or more.
+fn words(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| w.len() >= 3)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Per stage: invocations, time, cold starts, memory and cost.
+pub fn print_table(state: &serde_json::Value) {
+    let Some(summary) = state["summary"].as_object() else { return };
+    println!(
+        "{:<16} {:>5} {:>5} {:>10} {:>10} {:>10} {:>9} {:>10}",
+        "function", "calls", "cold", "total ms", "max ms", "peak MiB", "limit", "cost GB-s"
+    );
+    let mut cost = 0.0;
+    for (function, s) in summary {
+        let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
+        cost += f("cost_units");
+        println!(
+            "{:<16} {:>5} {:>5} {:>10.0} {:>10.0} {:>10.1} {:>7}Mi {:>10.3}",
+            function,
+            f("invocations"),
+            f("cold_starts"),
+            f("duration_ms_total"),
+            f("duration_ms_max"),
+            f("peak_rss_mb_max"),
+            f("memory_limit_mb"),
+            f("cost_units")
+        );
+    }
+    println!("{:<16} {:>76.3}", "total", cost);
+}

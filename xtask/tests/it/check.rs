@@ -1,0 +1,620 @@
+//! `cargo xtask check` on a temp copy of the repository's pipeline.yaml with one
+//! mistake each: the whole stderr and the exit code are asserted.
+//! After an intended change to pipeline.yaml or a message, refresh the
+//! expectations with `UPDATE_EXPECT=1 cargo test -p xtask --test it check`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use expect_test::{expect, Expect};
+
+const GOOD: &str = include_str!("../../../pipeline.yaml");
+
+/// A temp folder holding `pipeline.yaml` (a copy of the good one, edited) and
+/// an empty folder for every `source:` of the good one.
+struct Fixture {
+    dir: tempfile::TempDir,
+    text: String,
+}
+
+impl Fixture {
+    fn good() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        for line in GOOD.lines() {
+            if let Some(source) = line.trim().strip_prefix("source: ") {
+                std::fs::create_dir_all(dir.path().join(source)).unwrap();
+            }
+        }
+        Fixture {
+            dir,
+            text: GOOD.to_string(),
+        }
+    }
+
+    /// Replace `old`, which must occur exactly once, by `new`.
+    fn replace(mut self, old: &str, new: &str) -> Fixture {
+        assert_eq!(
+            self.text.matches(old).count(),
+            1,
+            "`{old}` is not unique in pipeline.yaml"
+        );
+        self.text = self.text.replacen(old, new, 1);
+        self
+    }
+
+    /// Replace the first `old` after the unique `anchor` by `new`.
+    fn replace_after(mut self, anchor: &str, old: &str, new: &str) -> Fixture {
+        assert_eq!(
+            self.text.matches(anchor).count(),
+            1,
+            "`{anchor}` is not unique in pipeline.yaml"
+        );
+        let start = self.text.find(anchor).unwrap() + anchor.len();
+        let at = start
+            + self.text[start..]
+                .find(old)
+                .unwrap_or_else(|| panic!("no `{old}` after `{anchor}`"));
+        self.text.replace_range(at..at + old.len(), new);
+        self
+    }
+
+    /// Run `xtask check -f pipeline.yaml` in the temp folder.
+    fn check(&self) -> Output {
+        std::fs::write(self.dir.path().join("pipeline.yaml"), &self.text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_xtask"))
+            .args(["check", "-f", "pipeline.yaml"])
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+
+    /// Assert that `check` fails with exit code 2, nothing on stdout and
+    /// `expected` on stderr (the temp folder written as `$DIR`).
+    fn fails(&self, expected: Expect) {
+        let output = self.check();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        let dir = self.dir.path().canonicalize().unwrap();
+        expected.assert_eq(&stderr.replace(&dir.display().to_string(), "$DIR"));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "exit code; stderr:\n{stderr}"
+        );
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "");
+    }
+}
+
+fn repo_pipeline() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pipeline.yaml")
+}
+
+#[test]
+fn good_pipeline_passes() {
+    let output = Fixture::good().check();
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "pipeline.yaml: ok (8 functions, 7 DAG steps)\n"
+    );
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn repository_pipeline_passes_in_place() {
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["check", "-f"])
+        .arg(repo_pipeline())
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn missing_file_is_an_error_with_its_cause() {
+    let fixture = Fixture::good();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["check", "-f", "nowhere.yaml"])
+        .current_dir(fixture.dir.path())
+        .output()
+        .unwrap();
+    expect![[r#"
+        error: cannot read the pipeline file nowhere.yaml
+        cause: No such file or directory (os error 2)
+    "#]]
+    .assert_eq(&String::from_utf8_lossy(&output.stderr));
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn bad_yaml_points_at_unclosed_list() {
+    Fixture::good().replace("cut-clips]", "cut-clips").fails(expect![[r#"
+        error: invalid YAML: did not find expected ',' or ']'
+           --> pipeline.yaml:129:10
+        129 |   fan_out:
+            |          ^
+        help: while parsing a flow sequence that starts at 128:10: check its indentation and that its brackets and quotes are closed
+    "#]]);
+}
+
+#[test]
+fn tab_indentation_is_bad_yaml() {
+    Fixture::good().replace("    cpu: 0.5\n", "\tcpu: 0.5\n").fails(expect![[r#"
+        error: invalid YAML: found a tab character that violates indentation
+          --> pipeline.yaml:58:1
+        58 |  cpu: 0.5
+           | ^
+        help: while scanning a plain scalar that starts at 57:13: check its indentation and that its brackets and quotes are closed
+    "#]]);
+}
+
+#[test]
+fn unknown_key_suggests_timeout() {
+    Fixture::good()
+        .replace_after("  transcribe:\n", "    timeout:", "    timeot:")
+        .fails(expect![[r#"
+            error: unknown key `timeot` in `functions.transcribe`
+              --> pipeline.yaml:99:5
+            99 |     timeot: 120s
+               |     ^^^^^^
+            help: did you mean `timeout`? `functions.transcribe` accepts: `source`, `memory`, `cpu`, `timeout`, `max_inflight`, `scale`, `env`, `secrets`
+        "#]]);
+}
+
+#[test]
+fn unknown_key_without_close_match_lists_allowed_keys() {
+    Fixture::good()
+        .replace("storage:\n", "storage:\n  bucket_name: x\n")
+        .fails(expect![[r#"
+        error: unknown key `bucket_name` in `storage`
+          --> pipeline.yaml:10:3
+        10 |   bucket_name: x
+           |   ^^^^^^^^^^^
+        help: `storage` accepts: `bucket`, `region`, `access_key_secret`, `secret_key_secret`
+    "#]]);
+}
+
+#[test]
+fn missing_key_points_at_its_mapping() {
+    Fixture::good()
+        .replace("    cpu: 0.5\n", "")
+        .fails(expect![[r#"
+        error: `functions.orchestrator` is missing `cpu`
+          --> pipeline.yaml:55:3
+        55 |   orchestrator:
+           |   ^^^^^^^^^^^^
+        help: add `cpu:` to `functions.orchestrator`
+    "#]]);
+}
+
+#[test]
+fn wrong_type_names_the_expected_type() {
+    Fixture::good()
+        .replace("max_inflight: 32", "max_inflight: lots")
+        .fails(expect![[r#"
+        error: `functions.orchestrator.max_inflight` must be a whole number, found string "lots"
+          --> pipeline.yaml:60:19
+        60 |     max_inflight: lots
+           |                   ^^^^
+        help: write a whole number here
+    "#]]);
+}
+
+#[test]
+fn unknown_target_kind_lists_known_kinds() {
+    Fixture::good()
+        .replace("kind: local", "kind: kubernetes")
+        .fails(expect![[r#"
+        error: unknown target kind `kubernetes` at `targets.local.kind`
+          --> pipeline.yaml:24:11
+        24 |     kind: kubernetes
+           |           ^^^^^^^^^^
+        help: known kinds: `local`
+    "#]]);
+}
+
+#[test]
+fn duplicate_function_points_at_second_declaration() {
+    Fixture::good()
+        .replace("  detect-speech:\n", "  extract-audio:\n")
+        .fails(expect![[r#"
+        error: function `extract-audio` is declared twice
+          --> pipeline.yaml:71:3
+        71 |   extract-audio:
+           |   ^^^^^^^^^^^^^
+        help: function names are unique: rename or remove one (the first is at line 63)
+    "#]]);
+}
+
+#[test]
+fn duplicate_key_points_at_second_one() {
+    Fixture::good()
+        .replace("    cpu: 0.5\n", "    cpu: 0.5\n    cpu: 1\n")
+        .fails(expect![[r#"
+        error: key `cpu` appears twice in `functions.orchestrator`
+          --> pipeline.yaml:59:5
+        59 |     cpu: 1
+           |     ^^^
+        help: keep one of them (the first is at line 58)
+    "#]]);
+}
+
+#[test]
+fn second_yaml_document_is_rejected() {
+    let fixture = Fixture::good();
+    let text = format!("{}---\nname: other\n", fixture.text);
+    Fixture { text, ..fixture }.fails(expect![[r#"
+        error: the pipeline file holds more than one YAML document
+           --> pipeline.yaml:137:1
+        137 | ---
+            | ^^^
+        help: keep one document: remove this `---` and what follows, or merge it into the first
+    "#]]);
+}
+
+#[test]
+fn unknown_step_suggests_declared_function() {
+    Fixture::good().replace("cut-clips]", "cut-clip]").fails(expect![[r#"
+        error: unknown function `cut-clip` in `dag.steps`
+           --> pipeline.yaml:128:41
+        128 |   steps: [extract-audio, detect-speech, cut-clip]
+            |                                         ^^^^^^^^
+        help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
+    "#]]);
+}
+
+#[test]
+fn unknown_entry_suggests_declared_function() {
+    Fixture::good().replace("entry: orchestrator", "entry: orchestrater").fails(expect![[r#"
+        error: unknown function `orchestrater` in `dag.entry`
+           --> pipeline.yaml:127:10
+        127 |   entry: orchestrater
+            |          ^^^^^^^^^^^^
+        help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
+    "#]]);
+}
+
+#[test]
+fn dag_cycle_points_at_second_use() {
+    Fixture::good()
+        .replace("[compress-clip, transcribe,", "[compress-clip, transcribe, cut-clips,")
+        .fails(expect![[r#"
+            error: function `cut-clips` appears twice in the DAG (a cycle)
+               --> pipeline.yaml:133:40
+            133 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
+                |                                        ^^^^^^^^^
+            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 128)
+        "#]]);
+}
+
+#[test]
+fn entry_listed_as_step_is_a_cycle() {
+    Fixture::good()
+        .replace(
+            "steps: [extract-audio,",
+            "steps: [orchestrator, extract-audio,",
+        )
+        .fails(expect![[r#"
+        error: the entry `orchestrator` is also a step: the DAG would call itself (a cycle)
+           --> pipeline.yaml:128:11
+        128 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
+            |           ^^^^^^^^^^^^
+        help: remove `orchestrator` here: the entry runs the steps and is not one of them
+    "#]]);
+}
+
+#[test]
+fn function_outside_dag_is_rejected() {
+    Fixture::good()
+        .replace("[compress-clip, transcribe,", "[compress-clip,")
+        .fails(expect![[r#"
+        error: function `transcribe` is not in the DAG
+          --> pipeline.yaml:95:3
+        95 |   transcribe:
+           |   ^^^^^^^^^^
+        help: add it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`
+    "#]]);
+}
+
+#[test]
+fn undeclared_secret_suggests_declared_one() {
+    Fixture::good()
+        .replace_after("  transcribe:\n", "s3-secret-key]", "s3-secret-ky]")
+        .fails(expect![[r#"
+            error: function `transcribe` uses undeclared secret `s3-secret-ky`
+               --> pipeline.yaml:102:30
+            102 |     secrets: [s3-access-key, s3-secret-ky]
+                |                              ^^^^^^^^^^^^
+            help: did you mean `s3-secret-key`? declare it under `secrets:` or fix the name
+        "#]]);
+}
+
+#[test]
+fn storage_credential_secret_must_be_declared() {
+    Fixture::good()
+        .replace(
+            "secret_key_secret: s3-secret-key",
+            "secret_key_secret: s3-key",
+        )
+        .fails(expect![[r#"
+            error: `storage.secret_key_secret` uses undeclared secret `s3-key`
+              --> pipeline.yaml:14:22
+            14 |   secret_key_secret: s3-key
+               |                      ^^^^^^
+            help: declare it under `secrets:` or fix the name
+        "#]]);
+}
+
+#[test]
+fn missing_source_folder_points_at_source() {
+    Fixture::good()
+        .replace("source: stages/transcribe", "source: stages/transcriber")
+        .fails(expect![[r#"
+            error: source folder `stages/transcriber` of function `transcribe` does not exist
+              --> pipeline.yaml:96:13
+            96 |     source: stages/transcriber
+               |             ^^^^^^^^^^^^^^^^^^
+            help: `source` is relative to the pipeline file's folder: looked for $DIR/stages/transcriber
+        "#]]);
+}
+
+#[test]
+fn memory_above_64gi_is_rejected() {
+    Fixture::good()
+        .replace("memory: 128Mi", "memory: 65Gi")
+        .fails(expect![[r#"
+        error: function `orchestrator` memory 65Gi exceeds the 64Gi limit
+          --> pipeline.yaml:57:13
+        57 |     memory: 65Gi
+           |             ^^^^
+        help: lower it to `64Gi` or less
+    "#]]);
+}
+
+#[test]
+fn zero_memory_is_rejected() {
+    Fixture::good()
+        .replace("memory: 128Mi", "memory: 0Mi")
+        .fails(expect![[r#"
+        error: function `orchestrator` memory is 0
+          --> pipeline.yaml:57:13
+        57 |     memory: 0Mi
+           |             ^^^
+        help: give it what one replica needs, like `256Mi`
+    "#]]);
+}
+
+#[test]
+fn memory_with_unknown_unit_is_rejected() {
+    Fixture::good()
+        .replace("memory: 128Mi", "memory: 128MB")
+        .fails(expect![[r#"
+        error: function `orchestrator` memory `128MB` has an unknown unit `MB`
+          --> pipeline.yaml:57:13
+        57 |     memory: 128MB
+           |             ^^^^^
+        help: write it like `256Mi`, `1Gi` or `512M`
+    "#]]);
+}
+
+#[test]
+fn cpu_must_be_above_zero() {
+    Fixture::good()
+        .replace("cpu: 0.5", "cpu: 0m")
+        .fails(expect![[r#"
+        error: function `orchestrator` cpu 0m is not above 0
+          --> pipeline.yaml:58:10
+        58 |     cpu: 0m
+           |          ^^
+        help: write cores like `0.5` or `1`, or millicores like `500m`
+    "#]]);
+}
+
+#[test]
+fn scale_min_above_max_points_at_min() {
+    Fixture::good()
+        .replace("scale: { min: 1, max: 2 }", "scale: { min: 3, max: 2 }")
+        .fails(expect![[r#"
+        error: function `orchestrator` scale min 3 exceeds max 2
+          --> pipeline.yaml:61:19
+        61 |     scale: { min: 3, max: 2 }
+           |                   ^
+        help: lower `min` or raise `max`
+    "#]]);
+}
+
+#[test]
+fn scale_max_zero_is_rejected() {
+    Fixture::good()
+        .replace("scale: { min: 1, max: 2 }", "scale: { min: 0, max: 0 }")
+        .fails(expect![[r#"
+        error: function `orchestrator` scale max is 0: it could never run
+          --> pipeline.yaml:61:27
+        61 |     scale: { min: 0, max: 0 }
+           |                           ^
+        help: use 1 or more (`min: 0` already lets it scale to zero)
+    "#]]);
+}
+
+#[test]
+fn max_inflight_zero_is_rejected() {
+    Fixture::good()
+        .replace("max_inflight: 32", "max_inflight: 0")
+        .fails(expect![[r#"
+        error: function `orchestrator` max_inflight is 0: it could never take a request
+          --> pipeline.yaml:60:19
+        60 |     max_inflight: 0
+           |                   ^
+        help: use 1 or more
+    "#]]);
+}
+
+#[test]
+fn function_timeout_above_gateway_budget_is_rejected() {
+    Fixture::good()
+        .replace_after("  transcribe:\n", "timeout: 120s", "timeout: 700s")
+        .fails(expect![[r#"
+            error: function `transcribe` timeout 700s exceeds the gateway budget 600s
+              --> pipeline.yaml:99:14
+            99 |     timeout: 700s
+               |              ^^^^
+            help: raise `gateway.timeout` or lower this one
+        "#]]);
+}
+
+#[test]
+fn entry_timeout_must_cover_the_steps() {
+    Fixture::good().replace("timeout: 580s", "timeout: 500s").fails(expect![[r#"
+        error: entry `orchestrator` timeout 500s is shorter than the steps it waits for (540s)
+          --> pipeline.yaml:59:14
+        59 |     timeout: 500s
+           |              ^^^^
+        help: the entry waits for extract-audio 60s + detect-speech 60s + cut-clips 120s + compress-clip 60s + transcribe 120s + sample-frames 30s + detect-objects 90s = 540s; raise its timeout to >= 540s or lower the steps' timeouts
+    "#]]);
+}
+
+#[test]
+fn duration_without_unit_is_rejected() {
+    Fixture::good()
+        .replace("backoff: 500ms", "backoff: 500")
+        .fails(expect![[r#"
+        error: duration `500` at `dag.retry.backoff` has no unit
+           --> pipeline.yaml:136:14
+        136 |     backoff: 500
+            |              ^^^
+        help: write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`
+    "#]]);
+}
+
+#[test]
+fn fan_out_max_parallel_zero_is_rejected() {
+    Fixture::good()
+        .replace("max_parallel: 4", "max_parallel: 0")
+        .fails(expect![[r#"
+        error: `dag.fan_out.max_parallel` is 0: no item would run
+           --> pipeline.yaml:132:19
+        132 |     max_parallel: 0
+            |                   ^
+        help: use 1 or more
+    "#]]);
+}
+
+#[test]
+fn retry_attempts_zero_is_rejected() {
+    Fixture::good()
+        .replace("attempts: 3", "attempts: 0")
+        .fails(expect![[r#"
+        error: `dag.retry.attempts` is 0: no step would ever run
+           --> pipeline.yaml:135:15
+        135 |     attempts: 0
+            |               ^
+        help: use 1 for no retries, or more
+    "#]]);
+}
+
+#[test]
+fn top_db_min_above_max_is_rejected() {
+    Fixture::good()
+        .replace("top_db: { min: 24,", "top_db: { min: 50,")
+        .fails(expect![[r#"
+        error: `parameters.speech.top_db` min 50 exceeds max 49
+          --> pipeline.yaml:35:20
+        35 |     top_db: { min: 50, max: 49 }
+           |                    ^^
+        help: lower `min` or raise `max`
+    "#]]);
+}
+
+#[test]
+fn sentence_min_must_be_below_max() {
+    Fixture::good()
+        .replace(
+            "sentence_seconds: { min: 6,",
+            "sentence_seconds: { min: 30,",
+        )
+        .fails(expect![[r#"
+        error: `parameters.speech.sentence_seconds` min 30 must be below max 30
+          --> pipeline.yaml:36:30
+        36 |     sentence_seconds: { min: 30, max: 30 }
+           |                              ^^
+        help: lower `min` or raise `max` (min < max)
+    "#]]);
+}
+
+#[test]
+fn frames_per_minute_zero_is_rejected() {
+    Fixture::good()
+        .replace("per_minute: 12", "per_minute: 0")
+        .fails(expect![[r#"
+        error: `parameters.frames.per_minute` is 0: no frame would be sampled
+          --> pipeline.yaml:41:17
+        41 |     per_minute: 0
+           |                 ^
+        help: sample at least 1 frame per minute
+    "#]]);
+}
+
+#[test]
+fn score_threshold_outside_unit_interval_is_rejected() {
+    Fixture::good()
+        .replace("score_threshold: 0.5", "score_threshold: 1.5")
+        .fails(expect![[r#"
+        error: `parameters.detector.score_threshold` 1.5 is outside 0..1
+          --> pipeline.yaml:45:22
+        45 |     score_threshold: 1.5
+           |                      ^^^
+        help: use a fraction between 0 and 1, like 0.5
+    "#]]);
+}
+
+#[test]
+fn nms_iou_outside_unit_interval_is_rejected() {
+    Fixture::good()
+        .replace("nms_iou: 0.3", "nms_iou: -0.3")
+        .fails(expect![[r#"
+        error: `parameters.detector.nms_iou` -0.3 is outside 0..1
+          --> pipeline.yaml:46:14
+        46 |     nms_iou: -0.3
+           |              ^^^^
+        help: use a fraction between 0 and 1, like 0.5
+    "#]]);
+}
+
+#[test]
+fn zero_sample_rate_is_rejected() {
+    Fixture::good()
+        .replace("audio_sample_rate: 16000", "audio_sample_rate: 0")
+        .fails(expect![[r#"
+        error: `parameters.compress.audio_sample_rate` is 0
+          --> pipeline.yaml:39:24
+        39 |     audio_sample_rate: 0
+           |                        ^
+        help: use a sample rate in Hz, like 16000 or 22050
+    "#]]);
+}
+
+#[test]
+fn env_cannot_override_parameters() {
+    Fixture::good()
+        .replace("RUST_LOG: info", "VS_FRAMES_PER_MINUTE: 3")
+        .fails(expect![[r#"
+        error: function `detect-objects` cannot set environment variable `VS_FRAMES_PER_MINUTE`
+           --> pipeline.yaml:119:7
+        119 |       VS_FRAMES_PER_MINUTE: 3
+            |       ^^^^^^^^^^^^^^^^^^^^
+        help: `VS_*` variables come from `parameters:`; change the parameter there
+    "#]]);
+}
+
+#[test]
+fn fan_out_item_must_differ_from_its_list() {
+    Fixture::good()
+        .replace("item: clip", "item: clips")
+        .fails(expect![[r#"
+        error: `dag.fan_out.item` `clips` is not a usable artifact name
+           --> pipeline.yaml:131:11
+        131 |     item: clips
+            |           ^^^^^
+        help: name one item of `clips` in lowercase, other than the list, like `clip`
+    "#]]);
+}
