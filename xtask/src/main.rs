@@ -1,6 +1,7 @@
 //! `cargo xtask`: one command per phase. `main` parses flags, runs one command
 //! and is the only place that chooses the exit code and prints errors.
 
+mod bench;
 mod flags;
 mod local;
 mod media;
@@ -70,7 +71,12 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        other => anyhow::bail!("`{other:?}` is not implemented yet"),
+        flags::Command::Bench(bench) => {
+            let pipeline = pipeline::load(&global.file)?;
+            let (target, _) = pipeline.target(global.target.as_deref())?;
+            bench::run(&pipeline, target, bench)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

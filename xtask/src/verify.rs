@@ -14,7 +14,7 @@ use serde::Deserialize;
 use stage_runtime::{Artifact, Artifacts, Invocation, Store, StoreConfig};
 
 use crate::flags;
-use crate::local::StateDir;
+use crate::local::{RuntimeInfo, StateDir};
 use crate::pipeline::Pipeline;
 
 /// What the request must produce when its input is the synthesized test
@@ -39,22 +39,20 @@ pub fn run(pipeline: &Pipeline, flags: &flags::Verify) -> anyhow::Result<bool> {
         }
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let secret = |name: &str| -> anyhow::Result<String> {
-        let path = state.secrets().join(name);
-        Ok(std::fs::read_to_string(&path).with_context(|| format!("read secret {}", path.display()))?.trim().to_string())
-    };
-    let store = {
-        let _guard = rt.enter();
-        Store::new(&StoreConfig {
-            endpoint: info.store_url.clone(),
-            bucket: info.bucket.clone(),
-            region: pipeline.storage.region.clone(),
-            access_key: secret(&pipeline.storage.access_key_secret)?,
-            secret_key: secret(&pipeline.storage.secret_key_secret)?,
-        })?
-    };
+    let store = store_client(pipeline, &state, &info, &rt)?;
     rt.block_on(preflight(pipeline, &info.gateway_url, &store))?;
-    let outcome = rt.block_on(send(pipeline, &info.gateway_url, &store, &input))?;
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.enable_steady_tick(Duration::from_millis(120));
+    let request_id = format!("verify-{}", uuid::Uuid::new_v4().simple());
+    let outcome = rt.block_on(send(pipeline, &info.gateway_url, &store, &input, request_id, &progress));
+    progress.finish_and_clear();
+    let outcome = outcome?;
+    println!(
+        "request {}: {} in {:.1?}",
+        outcome.request_id,
+        outcome.state["outcome"].as_str().unwrap_or("?"),
+        outcome.latency
+    );
     print_table(&outcome.state);
     if let Some(path) = &flags.json {
         std::fs::write(path, serde_json::to_vec_pretty(&outcome.state)?)?;
@@ -71,8 +69,30 @@ pub fn run(pipeline: &Pipeline, flags: &flags::Verify) -> anyhow::Result<bool> {
     Ok(false)
 }
 
+/// A client of the runtime's object store, with the credentials from its state folder.
+/// Built inside `rt`, whose tasks serve it.
+pub(crate) fn store_client(
+    pipeline: &Pipeline,
+    state: &StateDir,
+    info: &RuntimeInfo,
+    rt: &tokio::runtime::Runtime,
+) -> anyhow::Result<Store> {
+    let secret = |name: &str| -> anyhow::Result<String> {
+        let path = state.secrets().join(name);
+        Ok(std::fs::read_to_string(&path).with_context(|| format!("read secret {}", path.display()))?.trim().to_string())
+    };
+    let _guard = rt.enter();
+    Store::new(&StoreConfig {
+        endpoint: info.store_url.clone(),
+        bucket: info.bucket.clone(),
+        region: pipeline.storage.region.clone(),
+        access_key: secret(&pipeline.storage.access_key_secret)?,
+        secret_key: secret(&pipeline.storage.secret_key_secret)?,
+    })
+}
+
 /// Name what is missing before sending anything.
-async fn preflight(pipeline: &Pipeline, gateway: &str, store: &Store) -> anyhow::Result<()> {
+pub(crate) async fn preflight(pipeline: &Pipeline, gateway: &str, store: &Store) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let health = client.get(format!("{gateway}/healthz")).send().await;
     match health {
@@ -105,35 +125,50 @@ async fn preflight(pipeline: &Pipeline, gateway: &str, store: &Store) -> anyhow:
     Ok(())
 }
 
-struct Outcome {
-    request_id: String,
-    state: serde_json::Value,
-    clips: usize,
+/// A request that succeeded.
+pub(crate) struct Outcome {
+    pub request_id: String,
+    /// Its state document, `requests/<id>/state.json`.
+    pub state: serde_json::Value,
+    pub clips: usize,
+    /// From the call to the entry function until its whole answer arrived.
+    pub latency: Duration,
 }
 
-/// Upload the input, call the entry function, show progress from the state document.
-async fn send(pipeline: &Pipeline, gateway: &str, store: &Store, input: &Path) -> anyhow::Result<Outcome> {
-    let request_id = format!("verify-{}", uuid::Uuid::new_v4().simple());
+/// Upload the input, call the entry function as request `request_id`, and show
+/// progress from the state document in `progress`'s message.
+pub(crate) async fn send(
+    pipeline: &Pipeline,
+    gateway: &str,
+    store: &Store,
+    input: &Path,
+    request_id: String,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Outcome> {
     let file_name = input.file_name().and_then(|n| n.to_str()).unwrap_or("input.mp4").replace(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'), "_");
     let key = format!("requests/{request_id}/input/{file_name}");
     let (uri, _) = store.upload(input, &key).await.with_context(|| format!("upload {}", input.display()))?;
     let inv = Invocation { request_id: request_id.clone(), scope: None, inputs: Artifacts::from([("video".into(), Artifact::One(uri))]) };
 
-    let progress = indicatif::ProgressBar::new_spinner();
-    progress.enable_steady_tick(Duration::from_millis(120));
     progress.set_message(format!("request {request_id}: sent"));
     let entry = &pipeline.dag.entry;
-    let call = reqwest::Client::new()
+    let state_uri = store.uri(&format!("requests/{request_id}/state.json"));
+    let request = reqwest::Client::new()
         .post(format!("{gateway}/function/{entry}"))
         .json(&inv)
-        .timeout(pipeline.gateway.timeout + Duration::from_secs(5))
-        .send();
-    tokio::pin!(call);
-    let state_uri = store.uri(&format!("requests/{request_id}/state.json"));
+        .timeout(pipeline.gateway.timeout + Duration::from_secs(5));
+    // A task of its own, so the clock stops when the answer arrives, not when
+    // the progress loop next looks.
     let started = Instant::now();
-    let response = loop {
+    let mut call = tokio::spawn(async move {
+        let response = request.send().await?;
+        let status = response.status();
+        let body = response.text().await?;
+        Ok::<_, reqwest::Error>((status, body, started.elapsed()))
+    });
+    let answer = loop {
         tokio::select! {
-            response = &mut call => break response,
+            answer = &mut call => break answer,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
                 if let Ok(bytes) = store.get_bytes(&state_uri).await {
                     if let Ok(state) = serde_json::from_slice::<serde_json::Value>(&bytes) {
@@ -145,21 +180,17 @@ async fn send(pipeline: &Pipeline, gateway: &str, store: &Store, input: &Path) -
             }
         }
     };
-    progress.finish_and_clear();
-    let response = response.with_context(|| format!("the request to `{entry}` failed"))?;
-    let status = response.status();
-    let body = response.text().await?;
+    let (status, body, latency) = answer?.with_context(|| format!("the request to `{entry}` failed"))?;
     let state: serde_json::Value = match store.get_bytes(&state_uri).await {
         Ok(bytes) => serde_json::from_slice(&bytes).context("the request state is not JSON")?,
         Err(e) => bail!("`{entry}` answered {status} and left no request state ({e}): {body}"),
     };
     if !status.is_success() {
-        print_table(&state);
+        progress.suspend(|| print_table(&state));
         bail!("the request failed with {status}: {}", body.trim());
     }
     let clips = state["items"].as_object().map_or(0, |m| m.len());
-    println!("request {request_id}: {} in {:.1?}", state["outcome"].as_str().unwrap_or("?"), started.elapsed());
-    Ok(Outcome { request_id, state, clips })
+    Ok(Outcome { request_id, state, clips, latency })
 }
 
 /// Every expected artifact, checked in the store. Returns what is wrong.

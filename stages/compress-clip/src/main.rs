@@ -24,11 +24,7 @@ impl Handler for CompressClip {
     fn handle(&self, cx: &Context, inv: &Invocation) -> Result<Artifacts, StageError> {
         let clip = cx.fetch(inv, "clip", "clip.mp4")?;
         let (video, audio) = (cx.work_dir().join("video.mp4"), cx.work_dir().join("audio.wav"));
-        let mut cmd = stage_runtime::ffmpeg();
-        cmd.arg("-i").arg(&clip);
-        cmd.args(["-map", "0:v:0", "-an", "-c:v", "libx264", "-crf"]).arg(self.crf.to_string()).arg(&video);
-        cmd.args(["-map", "0:a:0", "-vn", "-ac", "1", "-ar"]).arg(self.audio_rate.to_string());
-        cmd.args(["-c:a", "pcm_s16le"]).arg(&audio);
+        let mut cmd = compress_clip::command(&clip, self.crf, self.audio_rate, &video, &audio);
         cx.run(&mut cmd, ErrorKind::Unprocessable)?;
         Ok(Artifacts::from([
             ("compressed".to_string(), Artifact::One(cx.put(&video, "video.mp4")?)),

@@ -42,14 +42,9 @@ impl Handler for CutClips {
                     format!("segment {} has start {} and end {}", clip.index, clip.start_s, clip.end_s),
                 ));
             }
-            let name = format!("clip-{:04}.mp4", clip.index);
+            let name = cut_clips::clip_name(clip.index);
             let out = cx.work_dir().join(&name);
-            let mut cmd = stage_runtime::ffmpeg();
-            cmd.arg("-ss").arg(format!("{:.3}", clip.start_s)).arg("-i").arg(&video);
-            cmd.arg("-t").arg(format!("{:.3}", clip.end_s - clip.start_s));
-            cmd.args(["-map", "0:v:0", "-map", "0:a:0", "-c:v", "libx264", "-preset", "ultrafast", "-crf", "18"]);
-            cmd.args(["-c:a", "aac", "-b:a", "192k", "-movflags", "+faststart"]).arg(&out);
-            cx.run(&mut cmd, ErrorKind::Unprocessable)?;
+            cx.run(&mut cut_clips::command(&video, clip.start_s, clip.end_s, &out), ErrorKind::Unprocessable)?;
             clips.push(cx.put(&out, &name)?);
             std::fs::remove_file(&out).ok();
         }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, Checksum};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, PutPayload, WriteMultipart};
@@ -122,6 +122,19 @@ impl Store {
         }
         writer.finish().await.map_err(|e| classify(&uri, e))?;
         Ok((uri, size))
+    }
+
+    /// Every key under `prefix`, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StageError> {
+        let mut keys: Vec<String> = self
+            .inner
+            .list(Some(&ObjectPath::from(prefix)))
+            .map(|meta| meta.map(|m| m.location.to_string()))
+            .try_collect()
+            .await
+            .map_err(|e| classify(&self.uri(prefix), e))?;
+        keys.sort();
+        Ok(keys)
     }
 
     /// Whether the bucket exists and the credentials are accepted.

@@ -18,15 +18,8 @@ impl Handler for SampleFrames {
         let video = cx.fetch(inv, "compressed", "video.mp4")?;
         let frames_dir = cx.work_dir().join("frames");
         std::fs::create_dir(&frames_dir).map_err(anyhow::Error::from)?;
-        let mut cmd = stage_runtime::ffmpeg();
-        cmd.arg("-i").arg(&video).arg("-vf").arg(format!("fps={}/60", self.per_minute));
-        cmd.args(["-q:v", "2"]).arg(frames_dir.join("frame-%04d.jpg"));
-        cx.run(&mut cmd, ErrorKind::Unprocessable)?;
-        let mut names: Vec<String> = std::fs::read_dir(&frames_dir)
-            .map_err(anyhow::Error::from)?
-            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect();
-        names.sort();
+        cx.run(&mut sample_frames::command(&video, self.per_minute, &frames_dir), ErrorKind::Unprocessable)?;
+        let names = sample_frames::frame_names(&frames_dir).map_err(anyhow::Error::from)?;
         let frames = names
             .iter()
             .map(|name| cx.put(&frames_dir.join(name), name))

@@ -122,13 +122,14 @@ struct ScaleRequest {
 async fn scale(
     State(functions): State<Arc<Functions>>,
     Path(name): Path<String>,
-    body: Result<Json<ScaleRequest>, axum::extract::rejection::JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Response {
     let Some(function) = functions.get(&name) else { return unknown(&functions, &name) };
-    let request = match body {
-        Ok(Json(request)) => request,
+    // Any content type, as OpenFaaS accepts it.
+    let request: ScaleRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
         Err(e) => {
-            let message = format!("expected {{\"serviceName\": \"{name}\", \"replicas\": N}}: {}", e.body_text());
+            let message = format!("expected {{\"serviceName\": \"{name}\", \"replicas\": N}}: {e}");
             return error(&name, StageError::bad_input("bad_scale_request", message));
         }
     };

@@ -1,4 +1,7 @@
 //! Integration tests: the real `xtask` binary on temp copies of pipeline files.
 
 mod check;
+mod e2e;
 mod local;
+mod orchestrator;
+mod support;

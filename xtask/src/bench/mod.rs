@@ -1,0 +1,163 @@
+//! `cargo xtask bench`: what the runtime costs. A fresh local runtime of its
+//! own serves the synthesized test video once cold and `--runs` times warm;
+//! the same tool work runs as often directly ([`direct`]); the warm requests'
+//! state documents give each invocation's time outside its tool calls.
+//!
+//! A benchmark, not a test: it prints figures and their goals and never fails
+//! on a timing. Warm and direct runs alternate, so a busy machine slows both.
+
+mod direct;
+mod report;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use stage_runtime::Store;
+
+use crate::flags;
+use crate::local::{self, RuntimeInfo, StateDir};
+use crate::pipeline::Pipeline;
+use crate::verify;
+use direct::Direct;
+use report::{Figures, Invocation, Request};
+
+/// Measure, print the figures and write them to `<state_dir>/bench.json`.
+pub fn run(pipeline: &Pipeline, target: &str, flags: &flags::Bench) -> anyhow::Result<()> {
+    if flags.runs == 0 {
+        bail!("--runs 0 leaves nothing to take a median of\nhelp: use --runs 3 or more");
+    }
+    // Free ports for the bench's own runtime, which inherits them. Set before
+    // this process starts any thread.
+    for var in ["XTASK_GATEWAY_PORT", "XTASK_STORE_PORT"] {
+        std::env::set_var(var, "0");
+    }
+    let state = StateDir::new(&flags.state_dir)?;
+    if let Some(info) = state.running()? {
+        bail!(
+            "a local runtime already runs for {} (pid {}); its functions may be warm, so the first request would not be cold\n\
+             help: stop it with `cargo xtask down --state-dir {}`",
+            state.root.display(),
+            info.pid,
+            flags.state_dir.display()
+        );
+    }
+    crate::model::ensure(&pipeline.dir.join(&pipeline.parameters.detector.model))?;
+    let media = crate::media::synthesize(&pipeline.dir.join(".cache/media"))?;
+    // Loaded before anything is timed, as a warm detect-objects holds it.
+    let direct = Arc::new(Direct::new(pipeline)?);
+
+    let load_before = load_average();
+    local::up(pipeline, target, &flags::Up { foreground: false, state_dir: flags.state_dir.clone() })?;
+    let measured = measure(pipeline, &state, direct, &media.video, flags.runs);
+    let stopped = local::down(&flags::Down { state_dir: flags.state_dir.clone() });
+    let (cold, warm, direct) = match measured {
+        Ok(runs) => runs,
+        Err(err) => {
+            if let Err(stop) = stopped {
+                eprintln!("warning: the runtime the bench started did not stop: {stop:#}");
+            }
+            return Err(err);
+        }
+    };
+
+    let figures = Figures::new(&media.video, cold, warm, direct, [load_before, load_average()])?;
+    println!();
+    figures.print();
+    let path = state.root.join("bench.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&figures)?).with_context(|| format!("write {}", path.display()))?;
+    println!("figures: {}", path.display());
+    stopped.context("the runtime the bench started did not stop")
+}
+
+/// The cold request, then `runs` pairs of a warm request and a direct run.
+/// Ctrl-C stops it with an error, so the caller still stops the runtime.
+fn measure(
+    pipeline: &Pipeline,
+    state: &StateDir,
+    direct: Arc<Direct>,
+    video: &Path,
+    runs: usize,
+) -> anyhow::Result<(Request, Vec<Request>, Vec<direct::DirectRun>)> {
+    let info = state.running()?.context("the runtime the bench started is not running")?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let store = verify::store_client(pipeline, state, &info, &rt)?;
+    let progress = indicatif::ProgressBar::new(1 + 2 * runs as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{bar:24}] {pos}/{len} {wide_msg}")?.progress_chars("=> "),
+    );
+    progress.enable_steady_tick(Duration::from_millis(120));
+    let session = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let all = async {
+        verify::preflight(pipeline, &info.gateway_url, &store).await?;
+        let cold = request(pipeline, &info, &store, video, format!("bench-{session}-cold"), &progress).await?;
+        progress.inc(1);
+        let (mut warm, mut direct_runs) = (Vec::new(), Vec::new());
+        for i in 1..=runs {
+            warm.push(request(pipeline, &info, &store, video, format!("bench-{session}-warm-{i}"), &progress).await?);
+            progress.inc(1);
+            progress.set_message(format!("direct run {i}/{runs}"));
+            let (direct, video) = (direct.clone(), video.to_path_buf());
+            direct_runs.push(tokio::task::spawn_blocking(move || direct.run(&video)).await??);
+            progress.inc(1);
+        }
+        anyhow::Ok((cold, warm, direct_runs))
+    };
+    let result = rt.block_on(async {
+        tokio::select! {
+            result = all => result,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        }
+    });
+    progress.finish_and_clear();
+    // A direct run cut short by Ctrl-C may still be on a blocking thread.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+/// One request through the gateway, and the invocations its state document records.
+async fn request(
+    pipeline: &Pipeline,
+    info: &RuntimeInfo,
+    store: &Store,
+    video: &Path,
+    request_id: String,
+    progress: &indicatif::ProgressBar,
+) -> anyhow::Result<Request> {
+    let outcome = verify::send(pipeline, &info.gateway_url, store, video, request_id, progress).await?;
+    let mut invocations = Vec::new();
+    let mut linear_ms = std::collections::BTreeMap::new();
+    for step in outcome.state["steps"].as_array().into_iter().flatten() {
+        let function = step["function"].as_str().unwrap_or_default().to_string();
+        let scope = step["scope"].as_str().map(str::to_string);
+        for attempt in step["attempts"].as_array().into_iter().flatten() {
+            if scope.is_none() {
+                *linear_ms.entry(function.clone()).or_insert(0.0) += attempt["elapsed_ms"].as_f64().unwrap_or(0.0);
+            }
+            let metrics = &attempt["metrics"];
+            if metrics.is_object() {
+                invocations.push(Invocation {
+                    function: function.clone(),
+                    scope: scope.clone(),
+                    duration_ms: metrics["duration_ms"].as_f64().unwrap_or(0.0),
+                    tool_ms: metrics["tool_ms"].as_f64().unwrap_or(0.0),
+                    cold_start: metrics["cold_start"].as_bool().unwrap_or(false),
+                });
+            }
+        }
+    }
+    Ok(Request {
+        request_id: outcome.request_id,
+        latency_ms: outcome.latency.as_secs_f64() * 1000.0,
+        clips: outcome.clips,
+        linear_ms,
+        invocations,
+    })
+}
+
+/// The 1-minute load average, to judge how busy the machine was.
+fn load_average() -> f64 {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN)
+}

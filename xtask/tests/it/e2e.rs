@@ -1,0 +1,203 @@
+//! The whole pipeline on real media through the local runtime: `verify` on
+//! the synthesized video, each stage's artifacts inspected, bad inputs
+//! classified, and 20 concurrent requests with every artifact accounted for.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::{json, Value};
+use stage_runtime::{Artifact, Artifacts, Invocation};
+
+use crate::support::{self, Runtime};
+
+/// The repository's pipeline with the test folder's `.cache` shared with the repository's.
+fn runtime() -> Runtime {
+    let rt = Runtime::up(&support::repo_pipeline(|yaml| yaml));
+    std::os::unix::fs::symlink(support::repo().join(".cache"), rt.dir.path().join(".cache")).unwrap();
+    rt
+}
+
+fn request(rt: &Runtime, id: &str, uri: String) -> (u16, Value) {
+    let inv = Invocation {
+        request_id: id.to_string(),
+        scope: None,
+        inputs: Artifacts::from([("video".to_string(), Artifact::One(uri))]),
+    };
+    rt.invoke("orchestrator", &inv)
+}
+
+fn download(rt: &Runtime, uri: &str, dir: &Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    rt.rt.block_on(rt.store.download(uri, &path)).unwrap();
+    path
+}
+
+fn stream<'a>(probe: &'a Value, kind: &str) -> Option<&'a Value> {
+    probe["streams"].as_array().unwrap().iter().find(|s| s["codec_type"] == kind)
+}
+
+#[test]
+fn verify_passes_and_every_stage_does_its_work_on_real_media() {
+    let _heavy = support::heavy();
+    let rt = runtime();
+    let out = rt.xtask(&["verify"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "verify failed\nstdout:\n{stdout}\nstderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("function         calls  cold"), "{stdout}");
+    let request_id = stdout.split("request ").last().unwrap().trim().trim_end_matches(')').to_string();
+    let state = rt.state(&request_id).expect("the request state exists");
+    let work = tempfile::tempdir().unwrap();
+
+    // extract-audio: mono WAV at the speech detector's rate.
+    let audio = support::probe(&download(&rt, state["artifacts"]["audio"].as_str().unwrap(), work.path(), "audio.wav"));
+    let a = stream(&audio, "audio").unwrap();
+    assert_eq!((a["sample_rate"].as_str(), a["channels"].as_u64()), (Some("22050"), Some(1)));
+
+    // detect-speech → cut-clips: one clip per segment, as long as its segment.
+    let segments = rt.get_json(state["artifacts"]["segments"].as_str().unwrap());
+    let segments = segments["clips"].as_array().unwrap();
+    let clips = state["artifacts"]["clips"].as_array().unwrap();
+    assert!(segments.len() >= 3, "{segments:?}");
+    assert_eq!(clips.len(), segments.len());
+    for (segment, clip) in segments.iter().zip(clips) {
+        let probe = support::probe(&download(&rt, clip.as_str().unwrap(), work.path(), "clip.mp4"));
+        let duration: f64 = probe["format"]["duration"].as_str().unwrap().parse().unwrap();
+        let expected = segment["end_s"].as_f64().unwrap() - segment["start_s"].as_f64().unwrap();
+        assert!((duration - expected).abs() < 0.15, "clip {duration}s for a {expected}s segment");
+        assert!(stream(&probe, "video").is_some() && stream(&probe, "audio").is_some());
+    }
+
+    for (scope, items) in state["items"].as_object().unwrap() {
+        // compress-clip: H.264 without sound, and 16 kHz mono WAV.
+        let video = support::probe(&download(&rt, items["compressed"].as_str().unwrap(), work.path(), "video.mp4"));
+        assert_eq!(stream(&video, "video").unwrap()["codec_name"], "h264", "{scope}");
+        assert!(stream(&video, "audio").is_none(), "{scope}");
+        let wav = support::probe(&download(&rt, items["audio_16k"].as_str().unwrap(), work.path(), "audio16.wav"));
+        let a = stream(&wav, "audio").unwrap();
+        assert_eq!((a["sample_rate"].as_str(), a["channels"].as_u64()), (Some("16000"), Some(1)), "{scope}");
+        // transcribe: words with times inside the clip.
+        let transcript = rt.get_json(items["transcript"].as_str().unwrap());
+        let words = transcript["words"].as_array().unwrap();
+        assert!(!words.is_empty(), "{scope}: {transcript}");
+        let clip_s: f64 = video["format"]["duration"].as_str().unwrap().parse().unwrap();
+        for w in words {
+            assert!(w["start_s"].as_f64().unwrap() <= w["end_s"].as_f64().unwrap() && w["end_s"].as_f64().unwrap() <= clip_s + 0.5);
+        }
+        // sample-frames: one frame per 5 s (12 per minute).
+        let frames = items["frames"].as_array().unwrap();
+        let expected = (clip_s / 5.0).round() as usize;
+        assert!(frames.len().abs_diff(expected) <= 1, "{scope}: {} frames for {clip_s}s", frames.len());
+        // detect-objects: one entry per frame, boxes inside the frame.
+        let detections = rt.get_json(items["detections"].as_str().unwrap());
+        assert_eq!(detections["frames"].as_array().unwrap().len(), frames.len(), "{scope}");
+        for frame in detections["frames"].as_array().unwrap() {
+            let (w, h) = (frame["width"].as_f64().unwrap(), frame["height"].as_f64().unwrap());
+            for d in frame["detections"].as_array().unwrap() {
+                assert_eq!(d["label"], "face");
+                assert!(d["x1"].as_f64().unwrap() >= 0.0 && d["x2"].as_f64().unwrap() <= w, "{d}");
+                assert!(d["y1"].as_f64().unwrap() >= 0.0 && d["y2"].as_f64().unwrap() <= h, "{d}");
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_end_in_classified_errors_and_nothing_half_written() {
+    let _heavy = support::heavy();
+    let media = support::media();
+    let rt = runtime();
+    let corrupt = {
+        let mut bytes = std::fs::read(media["video"].as_str().unwrap()).unwrap();
+        bytes.truncate(4096);
+        bytes.extend(std::iter::repeat_n(0x5a, 4096));
+        bytes
+    };
+    let upload = |id: &str, file: &str| rt.upload(Path::new(media[file].as_str().unwrap()), &format!("requests/{id}/input/video.mp4"));
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("zero-byte", rt.put_bytes("requests/zero-byte/input/video.mp4", Vec::new()), 422, "empty_input"),
+        ("corrupt", rt.put_bytes("requests/corrupt/input/video.mp4", corrupt), 422, "bad_media"),
+        ("no-audio", upload("no-audio", "silent_video"), 422, "no_audio"),
+        ("audio-only", upload("audio-only", "audio_only"), 422, "no_video"),
+        ("missing", rt.store.uri("requests/missing/input/video.mp4"), 404, "missing_object"),
+        ("dot-dot", "s3://videosearcher/requests/dot-dot/../../etc/passwd".to_string(), 400, "invalid_key"),
+    ];
+    for (id, uri, status, code) in cases {
+        let (got, body) = request(&rt, id, uri);
+        assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{id}: {body}");
+        let state = rt.state(id).unwrap_or_else(|| panic!("{id}: no request state"));
+        assert_eq!(state["status"], "failed", "{id}");
+        assert_eq!(state["error"]["code"], code, "{id}: {state}");
+        // Nothing but the input and the state: no stage left a partial output.
+        let keys: BTreeSet<String> = rt.keys(&format!("requests/{id}/")).into_iter().collect();
+        let allowed: BTreeSet<String> = [format!("requests/{id}/input/video.mp4"), format!("requests/{id}/state.json")].into();
+        assert!(keys.is_subset(&allowed), "{id}: {keys:?}");
+    }
+    // Every function is still up and serving after all of that.
+    let (status, _) = request(&rt, "after", rt.store.uri("requests/after/input/none.mp4"));
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn twenty_concurrent_requests_account_for_every_artifact() {
+    let _heavy = support::heavy();
+    let media = support::media();
+    let rt = runtime();
+    // The first two sentence groups of the test video: two clips, ~19 s.
+    let short = rt.dir.path().join("short.mp4");
+    let status = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i", media["video"].as_str().unwrap(), "-t", "19", "-c", "copy"])
+        .arg(&short)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let ids: Vec<String> = (0..20).map(|i| format!("concurrent-{i:02}")).collect();
+    let uris: Vec<String> = ids.iter().map(|id| rt.upload(&short, &format!("requests/{id}/input/video.mp4"))).collect();
+    let rt = &rt;
+    let answers = rt.rt.block_on(async {
+        let calls = ids.iter().zip(&uris).map(|(id, uri)| {
+            let inv = Invocation {
+                request_id: id.clone(),
+                scope: None,
+                inputs: Artifacts::from([("video".to_string(), Artifact::One(uri.clone()))]),
+            };
+            async move { rt.invoke_async("orchestrator", &inv).await }
+        });
+        futures::future::join_all(calls).await
+    });
+    for (id, (status, body)) in ids.iter().zip(&answers) {
+        assert_eq!(*status, 200, "{id}: {body}");
+        let state = rt.state(id).unwrap();
+        assert_eq!(state["status"], "succeeded", "{id}");
+        assert!(!state["items"].as_object().unwrap().is_empty(), "{id}: no clips");
+        // One attempt per step: no checksum, temp-file or tool failure was retried away.
+        for step in state["steps"].as_array().unwrap() {
+            let attempts = step["attempts"].as_array().unwrap();
+            assert_eq!(attempts.len(), 1, "{id}: {step}");
+        }
+        // Every object under the request is the input, the state or an artifact it names.
+        let mut named: BTreeSet<String> = BTreeSet::new();
+        let mut collect = |artifacts: &Value| {
+            for value in artifacts.as_object().unwrap().values() {
+                for uri in value.as_array().cloned().unwrap_or_else(|| vec![value.clone()]) {
+                    named.insert(rt.store.key_of(uri.as_str().unwrap()).unwrap());
+                }
+            }
+        };
+        collect(&state["artifacts"]);
+        for items in state["items"].as_object().unwrap().values() {
+            collect(items);
+        }
+        named.insert(format!("requests/{id}/state.json"));
+        let stored: BTreeSet<String> = rt.keys(&format!("requests/{id}/")).into_iter().collect();
+        assert_eq!(stored, named, "{id}");
+    }
+    for function in ["extract-audio", "detect-speech", "cut-clips", "compress-clip", "transcribe", "sample-frames", "detect-objects"] {
+        let log = rt.log(function);
+        for line in log.lines().filter(|l| l.starts_with('{')) {
+            let line: Value = serde_json::from_str(line).unwrap_or(json!({}));
+            if line.get("status").is_some() {
+                assert_eq!(line["status"], 200, "{function}: {line}");
+            }
+        }
+    }
+}

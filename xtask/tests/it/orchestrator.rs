@@ -1,0 +1,355 @@
+//! The real orchestrator on the real local runtime, with `fault` functions as
+//! its steps: every failure ends the request with its classification (never a
+//! hang), transient ones are retried as declared, and the keys a request
+//! leaves are exactly the artifacts its state document names.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use stage_runtime::{Artifact, Invocation};
+
+use crate::support::{repo, Runtime};
+
+/// A request must be answered within this, whatever its steps do. A bound
+/// against hanging, far above what any of these pipelines needs.
+const ANSWER_BOUND: Duration = Duration::from_secs(30);
+
+/// One `fault` function of a test pipeline: its name, its environment
+/// (`FAULT` and friends) and its timeout.
+struct Step {
+    name: &'static str,
+    timeout: &'static str,
+    env: Vec<(&'static str, String)>,
+}
+
+fn step(name: &'static str, fault: &str, timeout: &'static str) -> Step {
+    Step { name, timeout, env: vec![("FAULT", fault.to_string())] }
+}
+
+impl Step {
+    fn env(mut self, key: &'static str, value: impl Into<String>) -> Step {
+        self.env.push((key, value.into()));
+        self
+    }
+}
+
+/// A pipeline whose entry is the real orchestrator and whose functions are
+/// all built from stages/fault: `steps` in order, then `fan_out` for every
+/// item of the artifact `items` (as `item`), two at a time.
+fn pipeline(steps: &[Step], fan_out: &[Step], attempts: u32) -> String {
+    let stages = repo().join("stages");
+    let mut yaml = format!(
+        r#"name: orchestrator-test
+gateway:
+  timeout: 60s
+storage:
+  bucket: videosearcher
+  region: us-east-1
+  access_key_secret: s3-access-key
+  secret_key_secret: s3-secret-key
+secrets: [s3-access-key, s3-secret-key]
+targets:
+  local:
+    kind: local
+    gateway_port: 8080
+    store_port: 9000
+    idle_timeout: 300s
+parameters:
+  speech:
+    sample_rate: 22050
+    top_db: {{ min: 24, max: 49 }}
+    sentence_seconds: {{ min: 6, max: 30 }}
+  compress:
+    crf: 30
+    audio_sample_rate: 16000
+  frames:
+    per_minute: 12
+  detector:
+    model: .cache/models/centerface.onnx
+    decoder: centerface
+    score_threshold: 0.5
+    nms_iou: 0.3
+    input_size: 640
+functions:
+  orchestrator:
+    source: {orchestrator}
+    memory: 128Mi
+    cpu: 0.5
+    timeout: 20s
+    max_inflight: 8
+    scale: {{ min: 0, max: 1 }}
+    secrets: [s3-access-key, s3-secret-key]
+"#,
+        orchestrator = stages.join("orchestrator").display(),
+    );
+    for step in steps.iter().chain(fan_out) {
+        let env: Vec<String> =
+            step.env.iter().map(|(key, value)| format!("{key}: {}", Value::from(value.as_str()))).collect();
+        yaml += &format!(
+            "  {name}:\n    source: {source}\n    memory: 64Mi\n    cpu: 0.5\n    timeout: {timeout}\n    \
+             max_inflight: 4\n    scale: {{ min: 0, max: 1 }}\n    env: {{ {env} }}\n    \
+             secrets: [s3-access-key, s3-secret-key]\n",
+            name = step.name,
+            source = stages.join("fault").display(),
+            timeout = step.timeout,
+            env = env.join(", "),
+        );
+    }
+    let names = |steps: &[Step]| steps.iter().map(|s| s.name).collect::<Vec<_>>().join(", ");
+    yaml += &format!("dag:\n  entry: orchestrator\n  steps: [{}]\n", names(steps));
+    if !fan_out.is_empty() {
+        yaml += &format!(
+            "  fan_out:\n    over: items\n    item: item\n    max_parallel: 2\n    steps: [{}]\n",
+            names(fan_out)
+        );
+    }
+    yaml + &format!("  retry:\n    attempts: {attempts}\n    backoff: 100ms\n")
+}
+
+/// Upload an input for request `id` and send the request to the
+/// orchestrator; returns its status and body once it answered.
+fn request(rt: &Runtime, id: &str) -> (u16, Value) {
+    let video = rt.put_bytes(&format!("requests/{id}/input/x"), b"not a video: fault never reads it".to_vec());
+    let inv = Invocation {
+        request_id: id.to_string(),
+        scope: None,
+        inputs: [("video".to_string(), Artifact::One(video))].into(),
+    };
+    let started = Instant::now();
+    let (status, body) = rt.invoke("orchestrator", &inv);
+    let took = started.elapsed();
+    assert!(took < ANSWER_BOUND, "request `{id}` took {took:?} to answer ({status}): {body}");
+    (status, body)
+}
+
+/// The invocation lines `function` logged for request `id`, in order.
+fn invocations(rt: &Runtime, function: &str, id: &str) -> Vec<Value> {
+    rt.log(function)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|line| line["request_id"] == id && line["function"] == function)
+        .collect()
+}
+
+/// The attempts of the one step record of `function` (in `scope`) in `state`.
+fn attempts<'a>(state: &'a Value, function: &str, scope: Option<&str>) -> &'a [Value] {
+    let records: Vec<&Value> = state["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["function"] == function && r["scope"].as_str() == scope)
+        .collect();
+    assert_eq!(records.len(), 1, "one record of `{function}` {scope:?} expected: {state:#}");
+    records[0]["attempts"].as_array().unwrap()
+}
+
+fn statuses(attempts: &[Value]) -> Vec<u64> {
+    attempts.iter().map(|a| a["status"].as_u64().unwrap()).collect()
+}
+
+fn state(rt: &Runtime, id: &str) -> Value {
+    rt.state(id).unwrap_or_else(|| panic!("no state document for request `{id}`"))
+}
+
+/// Every key under `requests/<id>/`, as URIs, checked to be listed once each.
+fn stored(rt: &Runtime, id: &str) -> BTreeSet<String> {
+    let keys = rt.keys(&format!("requests/{id}"));
+    let uris: BTreeSet<String> = keys.iter().map(|key| rt.store.uri(key)).collect();
+    assert_eq!(uris.len(), keys.len(), "a key listed twice: {keys:?}");
+    uris
+}
+
+/// The state document itself and every artifact URI it names: inputs,
+/// request artifacts, fan-out items and each step's outputs.
+fn named(rt: &Runtime, id: &str, state: &Value) -> BTreeSet<String> {
+    fn collect(value: &Value, into: &mut BTreeSet<String>) {
+        match value {
+            Value::String(uri) => {
+                into.insert(uri.clone());
+            }
+            Value::Array(values) => values.iter().for_each(|v| collect(v, into)),
+            Value::Object(map) => map.values().for_each(|v| collect(v, into)),
+            _ => {}
+        }
+    }
+    let mut uris = BTreeSet::from([rt.store.uri(&format!("requests/{id}/state.json"))]);
+    for part in [&state["inputs"], &state["artifacts"], &state["items"]] {
+        collect(part, &mut uris);
+    }
+    for record in state["steps"].as_array().unwrap() {
+        collect(&record["outputs"], &mut uris);
+    }
+    uris
+}
+
+fn uri(rt: &Runtime, key: &str) -> String {
+    rt.store.uri(key)
+}
+
+#[test]
+fn failing_step_ends_the_request_with_500_and_no_retry() {
+    let yaml = pipeline(&[step("first", "ok", "5s"), step("second", "fail", "5s"), step("third", "ok", "5s")], &[], 3);
+    let rt = Runtime::up(&yaml);
+    let (status, body) = request(&rt, "fail-1");
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["kind"], "internal", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("second: "), "{body}");
+
+    let state = state(&rt, "fail-1");
+    assert_eq!((state["status"].as_str(), state["outcome"].as_str()), (Some("failed"), Some("failed")), "{state:#}");
+    assert_eq!(state["error"]["function"], "second", "{state:#}");
+    assert_eq!(state["error"]["kind"], "internal", "{state:#}");
+    assert_eq!(statuses(attempts(&state, "first", None)), [200]);
+    assert_eq!(statuses(attempts(&state, "second", None)), [500], "a 500 is not retried");
+    assert_eq!(invocations(&rt, "second", "fail-1").len(), 1);
+    assert!(invocations(&rt, "third", "fail-1").is_empty(), "a step after the failure ran");
+    assert_eq!(
+        stored(&rt, "fail-1"),
+        BTreeSet::from([
+            uri(&rt, "requests/fail-1/input/x"),
+            uri(&rt, "requests/fail-1/first/first.json"),
+            uri(&rt, "requests/fail-1/state.json"),
+        ])
+    );
+}
+
+#[test]
+fn hanging_step_times_out_each_attempt_then_the_request_answers_504() {
+    let yaml = pipeline(&[step("first", "hang", "1s"), step("second", "ok", "5s")], &[], 2);
+    let rt = Runtime::up(&yaml);
+    let (status, body) = request(&rt, "hang-1");
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["kind"], "timeout", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("first: "), "{body}");
+
+    let state = state(&rt, "hang-1");
+    assert_eq!(state["status"], "failed", "{state:#}");
+    assert_eq!(state["error"]["function"], "first", "not the orchestrator's own timeout: {state:#}");
+    let tries = attempts(&state, "first", None);
+    assert_eq!(statuses(tries), [504, 504], "{state:#}");
+    for attempt in tries {
+        // `timeout` is the function's exec_timeout; the orchestrator's own deadline says `deadline`.
+        assert_eq!(
+            (attempt["error"]["kind"].as_str(), attempt["error"]["code"].as_str()),
+            (Some("timeout"), Some("timeout"))
+        );
+    }
+    assert_eq!(statuses(&invocations(&rt, "first", "hang-1")), [504, 504], "as the function saw it");
+    assert!(invocations(&rt, "second", "hang-1").is_empty(), "a step after the timeout ran");
+    assert_eq!(stored(&rt, "hang-1"), named(&rt, "hang-1", &state), "only the input and the state");
+    assert_eq!(stored(&rt, "hang-1").len(), 2);
+}
+
+#[test]
+fn step_killed_mid_request_is_restarted_and_retried() {
+    let crashes = tempfile::tempdir().unwrap();
+    let first = step("first", "crash:1", "5s").env("FAULT_STATE_DIR", crashes.path().display().to_string());
+    let rt = Runtime::up(&pipeline(&[first, step("second", "ok", "5s")], &[], 3));
+    let (status, body) = request(&rt, "crash-1");
+    assert_eq!(status, 200, "{body}");
+
+    assert_eq!(std::fs::read_to_string(crashes.path().join("first.crashes")).unwrap(), "1");
+    let state = state(&rt, "crash-1");
+    assert_eq!(state["status"], "succeeded", "{state:#}");
+    let tries = attempts(&state, "first", None);
+    assert_eq!(statuses(tries), [502, 200], "{state:#}");
+    assert_eq!(tries[0]["error"]["kind"], "bad_gateway", "the connection broke: {state:#}");
+    assert_eq!(tries[1]["metrics"]["cold_start"], true, "a new process answers: {state:#}");
+    let started = rt.log("first").lines().filter(|line| line.contains("\"listening\"")).count();
+    assert_eq!(started, 2, "the gateway starts the function again:\n{}", rt.log("first"));
+    assert_eq!(statuses(attempts(&state, "second", None)), [200]);
+}
+
+#[test]
+fn flaky_step_succeeds_on_its_third_attempt() {
+    let rt = Runtime::up(&pipeline(&[step("first", "unavailable:2", "5s"), step("second", "ok", "5s")], &[], 3));
+    let (status, body) = request(&rt, "flaky-1");
+    assert_eq!(status, 200, "{body}");
+    let state = state(&rt, "flaky-1");
+    assert_eq!(state["status"], "succeeded", "{state:#}");
+    let tries = attempts(&state, "first", None);
+    assert_eq!(statuses(tries), [503, 503, 200], "{state:#}");
+    assert_eq!(tries[0]["error"]["kind"], "unavailable");
+    assert_eq!(statuses(attempts(&state, "second", None)), [200]);
+    assert_eq!(stored(&rt, "flaky-1"), named(&rt, "flaky-1", &state));
+}
+
+#[test]
+fn flaky_step_out_of_attempts_ends_the_request_with_503() {
+    let rt = Runtime::up(&pipeline(&[step("first", "unavailable:2", "5s"), step("second", "ok", "5s")], &[], 2));
+    let (status, body) = request(&rt, "flaky-2");
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["kind"], "unavailable", "{body}");
+    let state = state(&rt, "flaky-2");
+    assert_eq!(state["status"], "failed", "{state:#}");
+    assert_eq!(state["error"]["function"], "first", "{state:#}");
+    assert_eq!(statuses(attempts(&state, "first", None)), [503, 503], "{state:#}");
+    assert!(invocations(&rt, "second", "flaky-2").is_empty(), "a step after the failure ran");
+    assert_eq!(stored(&rt, "flaky-2"), named(&rt, "flaky-2", &state), "only the input and the state");
+    assert_eq!(stored(&rt, "flaky-2").len(), 2);
+}
+
+#[test]
+fn fan_out_runs_every_item_through_every_step_and_stores_each_key_once() {
+    let yaml = pipeline(
+        &[step("first", "ok", "5s").env("FAULT_ITEMS", "5")],
+        &[step("second", "ok", "5s"), step("third", "ok", "5s")],
+        3,
+    );
+    let rt = Runtime::up(&yaml);
+    let (status, body) = request(&rt, "fan-1");
+    assert_eq!(status, 200, "{body}");
+    let state = state(&rt, "fan-1");
+    assert_eq!((state["status"].as_str(), state["outcome"].as_str()), (Some("succeeded"), Some("completed")));
+
+    let scopes: Vec<String> = (0..5).map(|i| format!("items-{i:04}")).collect();
+    let items = state["items"].as_object().unwrap();
+    assert_eq!(items.keys().collect::<Vec<_>>(), scopes.iter().collect::<Vec<_>>(), "{state:#}");
+    let first = uri(&rt, "requests/fan-1/first/first.json");
+    for scope in &scopes {
+        let item = &items[scope];
+        assert_eq!(item["item"], first.as_str(), "{scope}: {item}");
+        assert!(item.get("items").is_none(), "{scope} carries the whole list: {item}");
+        for function in ["second", "third"] {
+            assert_eq!(item[function], uri(&rt, &format!("requests/fan-1/{function}/{scope}/{function}.json")));
+            assert_eq!(statuses(attempts(&state, function, Some(scope))), [200]);
+        }
+    }
+    for function in ["second", "third"] {
+        let logged: BTreeSet<String> =
+            invocations(&rt, function, "fan-1").iter().map(|l| l["scope"].as_str().unwrap().to_string()).collect();
+        assert_eq!(logged, scopes.iter().cloned().collect(), "{function} ran each item once");
+        assert_eq!(invocations(&rt, function, "fan-1").len(), 5);
+    }
+    let keys = stored(&rt, "fan-1");
+    assert_eq!(keys, named(&rt, "fan-1", &state));
+    assert_eq!(keys.len(), 1 + 1 + 5 * 2 + 1, "input, first, two per item, state: {keys:#?}");
+}
+
+#[test]
+fn same_request_again_after_retries_overwrites_its_keys() {
+    let yaml = pipeline(
+        &[step("first", "ok", "5s").env("FAULT_ITEMS", "3")],
+        &[step("second", "unavailable:1", "5s"), step("third", "ok", "5s")],
+        3,
+    );
+    let rt = Runtime::up(&yaml);
+    let (status, body) = request(&rt, "again-1");
+    assert_eq!(status, 200, "{body}");
+    let before = state(&rt, "again-1");
+    let retried: Vec<u64> =
+        (0..3).map(|i| attempts(&before, "second", Some(&format!("items-{i:04}"))).len() as u64).collect();
+    assert_eq!(retried.iter().sum::<u64>(), 4, "one item of `second` retried once: {retried:?}");
+    let keys = stored(&rt, "again-1");
+    assert_eq!(keys, named(&rt, "again-1", &before));
+
+    let (status, body) = request(&rt, "again-1");
+    assert_eq!(status, 200, "{body}");
+    let after = state(&rt, "again-1");
+    for i in 0..3 {
+        assert_eq!(statuses(attempts(&after, "second", Some(&format!("items-{i:04}")))), [200], "{after:#}");
+    }
+    assert_eq!(stored(&rt, "again-1"), keys, "the second run left other keys");
+    assert_eq!(after["items"], before["items"]);
+}
