@@ -31,13 +31,14 @@ pub fn function_binaries(pipeline: &Pipeline) -> anyhow::Result<Binaries> {
     };
     let mut by_function = BTreeMap::new();
     for function in &pipeline.functions {
-        let binary = dir.join(&function.name);
+        // Several functions may run one crate's binary (with other `env:`).
+        let crate_name = crate_name(&function.source);
+        let binary = dir.join(&crate_name);
         if !binary.is_file() {
             bail!(
-                "no binary for function `{}` at {}\nhelp: build it with `cargo build -p {}`, or unset {BIN_DIR_VAR}",
+                "no binary `{crate_name}` for function `{}` at {}\nhelp: build it with `cargo build -p {crate_name}`, or unset {BIN_DIR_VAR}",
                 function.name,
                 binary.display(),
-                crate_name(&function.source)
             );
         }
         by_function.insert(function.name.clone(), binary);
