@@ -34,23 +34,7 @@ targets:
     gateway_port: 8080
     store_port: 9000
     idle_timeout: {idle_timeout}
-parameters:
-  speech:
-    sample_rate: 22050
-    top_db: {{ min: 24, max: 49 }}
-    sentence_seconds: {{ min: 6, max: 30 }}
-  compress:
-    crf: 30
-    audio_sample_rate: 16000
-  frames:
-    per_minute: 12
-  detector:
-    model: .cache/models/centerface.onnx
-    decoder: centerface
-    score_threshold: 0.5
-    nms_iou: 0.3
-    input_size: 640
-functions:
+{parameters}functions:
   orchestrator:
     source: {stages}/orchestrator
     memory: 128Mi
@@ -74,7 +58,8 @@ dag:
     attempts: 2
     backoff: 100ms
 "#,
-            stages = stages.display()
+            stages = stages.display(),
+            parameters = crate::support::PARAMETERS,
         );
         std::fs::write(dir.path().join("pipeline.yaml"), yaml).unwrap();
         Local { dir }

@@ -55,23 +55,7 @@ targets:
     gateway_port: 8080
     store_port: 9000
     idle_timeout: 300s
-parameters:
-  speech:
-    sample_rate: 22050
-    top_db: {{ min: 24, max: 49 }}
-    sentence_seconds: {{ min: 6, max: 30 }}
-  compress:
-    crf: 30
-    audio_sample_rate: 16000
-  frames:
-    per_minute: 12
-  detector:
-    model: .cache/models/centerface.onnx
-    decoder: centerface
-    score_threshold: 0.5
-    nms_iou: 0.3
-    input_size: 640
-functions:
+{parameters}functions:
   orchestrator:
     source: {orchestrator}
     memory: 128Mi
@@ -82,6 +66,7 @@ functions:
     secrets: [s3-access-key, s3-secret-key]
 "#,
         orchestrator = stages.join("orchestrator").display(),
+        parameters = crate::support::PARAMETERS,
     );
     for step in steps.iter().chain(fan_out) {
         let env: Vec<String> =

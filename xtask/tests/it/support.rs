@@ -9,6 +9,26 @@ use std::time::Duration;
 use serde_json::Value;
 use stage_runtime::{Invocation, Store, StoreConfig};
 
+/// The `parameters:` section of the repository's pipeline.yaml, for test
+/// pipelines written from scratch.
+pub const PARAMETERS: &str = "parameters:
+  speech:
+    sample_rate: 22050
+    top_db: { min: 24, max: 49 }
+    sentence_seconds: { min: 6, max: 30 }
+  compress:
+    crf: 30
+    audio_sample_rate: 16000
+  frames:
+    per_minute: 12
+  detector:
+    model: .cache/models/centerface.onnx
+    decoder: centerface
+    score_threshold: 0.5
+    nms_iou: 0.3
+    input_size: 640
+";
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
