@@ -51,12 +51,10 @@ impl Handler for DetectObjects {
         for (index, uri) in stage_runtime::many(inv, "frames")?.iter().enumerate() {
             let path = cx.fetch_uri(uri, &format!("frame-{index:04}"))?;
             let not_a_picture = |e: &dyn std::fmt::Display| StageError::unprocessable("bad_media", format!("{uri} is not a picture: {e}"));
-            let picture = image::ImageReader::open(&path)
-                .and_then(|reader| reader.with_guessed_format())
-                .map_err(|e| not_a_picture(&e))?
-                .decode()
-                .map_err(|e| not_a_picture(&e))?
-                .to_rgb8();
+            let picture = cx.tool(|| {
+                let reader = image::ImageReader::open(&path).and_then(|r| r.with_guessed_format()).map_err(|e| not_a_picture(&e))?;
+                Ok::<_, StageError>(reader.decode().map_err(|e| not_a_picture(&e))?.to_rgb8())
+            })?;
             let detections = cx.tool(|| self.detector.detect(&picture))?;
             frames.push(FrameDetections { frame: uri.clone(), width: picture.width(), height: picture.height(), detections });
             std::fs::remove_file(&path).ok();

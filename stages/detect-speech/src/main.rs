@@ -26,8 +26,8 @@ fn main() -> ExitCode {
 impl Handler for DetectSpeech {
     fn handle(&self, cx: &Context, inv: &Invocation) -> Result<Artifacts, StageError> {
         let wav = cx.fetch(inv, "audio", "audio.wav")?;
-        let audio =
-            read_wav(&wav).map_err(|e| StageError::unprocessable("bad_media", format!("{e:#}")))?;
+        // Decoding the samples is part of the analysis, as librosa.load is.
+        let audio = cx.tool(|| read_wav(&wav)).map_err(|e| StageError::unprocessable("bad_media", format!("{e:#}")))?;
         let segments = cx
             .tool(|| detect_segments(&audio, &self.params))
             .map_err(|e| StageError::bad_input("bad_parameters", format!("{e:#}")))?;

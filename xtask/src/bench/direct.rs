@@ -2,6 +2,7 @@
 //! crates build the commands), in one process, on local files, with the
 //! DAG's per-clip parallelism. No HTTP, no object store, no cold starts.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,6 +33,8 @@ pub struct Direct {
 #[derive(Debug, Clone, Serialize)]
 pub struct DirectRun {
     pub total_ms: f64,
+    /// User + system time of this process and the tools it ran (set by the caller).
+    pub cpu_s: f64,
     pub extract_audio_ms: f64,
     pub detect_speech_ms: f64,
     pub cut_clips_ms: f64,
@@ -40,12 +43,15 @@ pub struct DirectRun {
     pub clips: usize,
     pub frames: usize,
     pub detections: usize,
+    /// Each clip's time in each fan-out step, by the function that does it there.
+    pub clip_steps_ms: BTreeMap<&'static str, Vec<f64>>,
 }
 
-/// What one clip produced.
+/// What one clip produced, and how long each step took.
 struct ClipDone {
     frames: usize,
     detections: usize,
+    steps_ms: [(&'static str, f64); 4],
 }
 
 impl Direct {
@@ -108,8 +114,13 @@ impl Direct {
             self.clip(clip, &dir).with_context(|| format!("clip {}", clip.display()))
         })?;
         let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1000.0;
+        let mut clip_steps_ms: BTreeMap<&'static str, Vec<f64>> = BTreeMap::new();
+        for (function, ms) in done.iter().flat_map(|d| d.steps_ms) {
+            clip_steps_ms.entry(function).or_default().push(ms);
+        }
         Ok(DirectRun {
             total_ms: started.elapsed().as_secs_f64() * 1000.0,
+            cpu_s: 0.0,
             extract_audio_ms: ms(started, extracted),
             detect_speech_ms: ms(extracted, detected),
             cut_clips_ms: ms(detected, cut),
@@ -117,13 +128,16 @@ impl Direct {
             clips: clips.len(),
             frames: done.iter().map(|d| d.frames).sum(),
             detections: done.iter().map(|d| d.detections).sum(),
+            clip_steps_ms,
         })
     }
 
     /// compress-clip, transcribe, sample-frames and detect-objects for one clip, in `dir`.
     fn clip(&self, clip: &Path, dir: &Path) -> anyhow::Result<ClipDone> {
+        let started = Instant::now();
         let (video, audio) = (dir.join("video.mp4"), dir.join("audio.wav"));
         run(compress_clip::command(clip, self.crf, self.audio_rate, &video, &audio), dir)?;
+        let compressed = Instant::now();
 
         transcribe::check_input(&audio)?;
         let output = transcribe::command(&audio, &self.transcribe)
@@ -131,11 +145,13 @@ impl Direct {
             .output()
             .map_err(|e| transcribe::spawn_error(e, &self.transcribe))?;
         write_json(&dir.join("transcript.json"), &transcribe::finish(&output)?)?;
+        let transcribed = Instant::now();
 
         let frames_dir = dir.join("frames");
         std::fs::create_dir(&frames_dir)?;
         run(sample_frames::command(&video, self.frames_per_minute, &frames_dir), dir)?;
         let names = sample_frames::frame_names(&frames_dir)?;
+        let sampled = Instant::now();
         let mut detections = Vec::with_capacity(names.len());
         for name in &names {
             let path = frames_dir.join(name);
@@ -147,7 +163,17 @@ impl Direct {
             detections.push(self.detector.detect(&picture)?);
         }
         write_json(&dir.join("detections.json"), &detections)?;
-        Ok(ClipDone { frames: names.len(), detections: detections.iter().map(Vec::len).sum() })
+        let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1000.0;
+        Ok(ClipDone {
+            frames: names.len(),
+            detections: detections.iter().map(Vec::len).sum(),
+            steps_ms: [
+                ("compress-clip", ms(started, compressed)),
+                ("transcribe", ms(compressed, transcribed)),
+                ("sample-frames", ms(transcribed, sampled)),
+                ("detect-objects", sampled.elapsed().as_secs_f64() * 1000.0),
+            ],
+        })
     }
 }
 

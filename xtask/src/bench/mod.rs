@@ -4,8 +4,11 @@
 //! state documents give each invocation's time outside its tool calls.
 //!
 //! A benchmark, not a test: it prints figures and their goals and never fails
-//! on a timing. Warm and direct runs alternate, so a busy machine slows both.
+//! on a timing. Warm and direct runs alternate (each going first in turn), so
+//! a busy machine slows both; their CPU time is measured too, which other
+//! work on the machine changes less than wall time.
 
+mod cpu;
 mod direct;
 mod report;
 
@@ -95,12 +98,14 @@ fn measure(
         progress.inc(1);
         let (mut warm, mut direct_runs) = (Vec::new(), Vec::new());
         for i in 1..=runs {
+            if i % 2 == 0 {
+                direct_runs.push(direct_run(&direct, video, &progress, i, runs).await?);
+            }
             warm.push(request(pipeline, &info, &store, video, format!("bench-{session}-warm-{i}"), &progress).await?);
             progress.inc(1);
-            progress.set_message(format!("direct run {i}/{runs}"));
-            let (direct, video) = (direct.clone(), video.to_path_buf());
-            direct_runs.push(tokio::task::spawn_blocking(move || direct.run(&video)).await??);
-            progress.inc(1);
+            if i % 2 == 1 {
+                direct_runs.push(direct_run(&direct, video, &progress, i, runs).await?);
+            }
         }
         anyhow::Ok((cold, warm, direct_runs))
     };
@@ -116,6 +121,23 @@ fn measure(
     result
 }
 
+/// One direct run on a blocking thread, with the CPU time of this process and its tools.
+async fn direct_run(
+    direct: &Arc<Direct>,
+    video: &Path,
+    progress: &indicatif::ProgressBar,
+    i: usize,
+    runs: usize,
+) -> anyhow::Result<direct::DirectRun> {
+    progress.set_message(format!("direct run {i}/{runs}"));
+    let (direct, video) = (direct.clone(), video.to_path_buf());
+    let before = cpu::tree_seconds(std::process::id());
+    let mut run = tokio::task::spawn_blocking(move || direct.run(&video)).await??;
+    run.cpu_s = cpu::tree_seconds(std::process::id()) - before;
+    progress.inc(1);
+    Ok(run)
+}
+
 /// One request through the gateway, and the invocations its state document records.
 async fn request(
     pipeline: &Pipeline,
@@ -125,7 +147,9 @@ async fn request(
     request_id: String,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Request> {
+    let before = cpu::tree_seconds(info.pid);
     let outcome = verify::send(pipeline, &info.gateway_url, store, video, request_id, progress).await?;
+    let cpu_s = cpu::tree_seconds(info.pid) - before;
     let mut invocations = Vec::new();
     let mut linear_ms = std::collections::BTreeMap::new();
     for step in outcome.state["steps"].as_array().into_iter().flatten() {
@@ -150,6 +174,7 @@ async fn request(
     Ok(Request {
         request_id: outcome.request_id,
         latency_ms: outcome.latency.as_secs_f64() * 1000.0,
+        cpu_s,
         clips: outcome.clips,
         linear_ms,
         invocations,

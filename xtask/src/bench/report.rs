@@ -15,6 +15,9 @@ pub struct Request {
     pub request_id: String,
     /// From the gateway call to its whole answer.
     pub latency_ms: f64,
+    /// User + system time of the runtime and its functions and tools meanwhile
+    /// (from the input's upload on).
+    pub cpu_s: f64,
     pub clips: usize,
     /// The linear steps' time as the orchestrator saw it (all attempts), by function.
     pub linear_ms: BTreeMap<String, f64>,
@@ -52,6 +55,8 @@ pub struct Figures {
     pub cold_ms: f64,
     pub warm_median_ms: f64,
     pub direct_median_ms: f64,
+    pub warm_median_cpu_s: f64,
+    pub direct_median_cpu_s: f64,
     /// Median over every warm invocation of `duration_ms − tool_ms`.
     pub overhead_median_ms: f64,
     pub overhead_median_ms_by_function: BTreeMap<String, f64>,
@@ -101,6 +106,8 @@ impl Figures {
             cold_ms,
             warm_median_ms,
             direct_median_ms,
+            warm_median_cpu_s: median(warm.iter().map(|r| r.cpu_s)),
+            direct_median_cpu_s: median(direct.iter().map(|d| d.cpu_s)),
             overhead_median_ms,
             overhead_median_ms_by_function: by_function.into_iter().map(|(f, v)| (f, median(v))).collect(),
             warm_cold_starts: invocations().filter(|i| i.cold_start).count(),
@@ -155,6 +162,13 @@ impl Figures {
             secs(self.warm_median_ms),
             secs(self.direct_median_ms)
         );
+        println!(
+            "{:<28} {:>9.2} {:>9.2} {:>9.2}",
+            "CPU time (median)",
+            self.cold.cpu_s,
+            self.warm_median_cpu_s,
+            self.direct_median_cpu_s
+        );
         let list = |values: Vec<f64>| values.into_iter().map(secs).collect::<Vec<_>>().join(" ");
         println!("  warm runs:   {}", list(self.warm.iter().map(|r| r.latency_ms).collect()));
         println!("  direct runs: {}", list(self.direct.iter().map(|d| d.total_ms).collect()));
@@ -170,9 +184,22 @@ impl Figures {
         let by_function: Vec<String> =
             self.overhead_median_ms_by_function.iter().map(|(f, ms)| format!("{f} {ms:.1}")).collect();
         println!("overhead = duration_ms − tool_ms, median of {invocations} warm invocations; by function (ms): {}", by_function.join(", "));
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from) as f64;
+        if self.load_average[0] > cpus / 2.0 {
+            println!(
+                "warning: the machine was busy before the bench began (load average {:.1} on {cpus} CPUs): \
+                 wall times, and the ratios made of them, vary with that other work",
+                self.load_average[0]
+            );
+        }
         if self.warm_cold_starts > 0 {
             println!("note: the warm requests had {} cold starts (a function process was started again)", self.warm_cold_starts);
         }
+        println!(
+            "CPU time warm ÷ direct: {:.2} (no goal; CPU seconds of the runtime's process tree against this process and its tools;\n  \
+             steadier than wall time when other work runs, not immune: tools need more CPU when they share caches)",
+            self.warm_median_cpu_s / self.direct_median_cpu_s
+        );
         println!("{PREDECESSOR}");
     }
 }
