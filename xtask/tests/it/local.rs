@@ -22,19 +22,7 @@ impl Local {
             r#"name: video-searcher-test
 gateway:
   timeout: 600s
-storage:
-  bucket: videosearcher
-  region: us-east-1
-  access_key_secret: s3-access-key
-  secret_key_secret: s3-secret-key
-secrets: [s3-access-key, s3-secret-key]
-targets:
-  local:
-    kind: local
-    gateway_port: 8080
-    store_port: 9000
-    idle_timeout: {idle_timeout}
-{parameters}functions:
+{common}functions:
   orchestrator:
     source: {stages}/orchestrator
     memory: 128Mi
@@ -59,7 +47,7 @@ dag:
     backoff: 100ms
 "#,
             stages = stages.display(),
-            parameters = crate::support::PARAMETERS,
+            common = crate::support::common_sections(idle_timeout),
         );
         std::fs::write(dir.path().join("pipeline.yaml"), yaml).unwrap();
         Local { dir }

@@ -43,19 +43,7 @@ fn pipeline(steps: &[Step], fan_out: &[Step], attempts: u32) -> String {
         r#"name: orchestrator-test
 gateway:
   timeout: 60s
-storage:
-  bucket: videosearcher
-  region: us-east-1
-  access_key_secret: s3-access-key
-  secret_key_secret: s3-secret-key
-secrets: [s3-access-key, s3-secret-key]
-targets:
-  local:
-    kind: local
-    gateway_port: 8080
-    store_port: 9000
-    idle_timeout: 300s
-{parameters}functions:
+{common}functions:
   orchestrator:
     source: {orchestrator}
     memory: 128Mi
@@ -66,7 +54,7 @@ targets:
     secrets: [s3-access-key, s3-secret-key]
 "#,
         orchestrator = stages.join("orchestrator").display(),
-        parameters = crate::support::PARAMETERS,
+        common = crate::support::common_sections("300s"),
     );
     for step in steps.iter().chain(fan_out) {
         let env: Vec<String> =

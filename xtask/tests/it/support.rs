@@ -9,9 +9,27 @@ use std::time::Duration;
 use serde_json::Value;
 use stage_runtime::{Invocation, Store, StoreConfig};
 
-/// The `parameters:` section of the repository's pipeline.yaml, for test
-/// pipelines written from scratch.
-pub const PARAMETERS: &str = "parameters:
+/// What test pipelines written from scratch share: storage, secrets, the
+/// local target (with `idle_timeout`) and the repository's parameters.
+pub fn common_sections(idle_timeout: &str) -> String {
+    format!(
+        "storage:
+  bucket: videosearcher
+  region: us-east-1
+  access_key_secret: s3-access-key
+  secret_key_secret: s3-secret-key
+secrets: [s3-access-key, s3-secret-key]
+targets:
+  local:
+    kind: local
+    gateway_port: 8080
+    store_port: 9000
+    idle_timeout: {idle_timeout}
+{PARAMETERS}"
+    )
+}
+
+const PARAMETERS: &str = "parameters:
   speech:
     sample_rate: 22050
     top_db: { min: 24, max: 49 }
