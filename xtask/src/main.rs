@@ -30,8 +30,9 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Check(_) => {
             let pipeline = pipeline::load(&global.file)?;
             println!(
-                "{}: ok ({} functions, {} DAG steps)",
+                "{}: pipeline `{}` ok ({} functions, {} DAG steps)",
                 global.file.display(),
+                pipeline.name,
                 pipeline.functions.len(),
                 pipeline.dag.step_count()
             );
@@ -40,7 +41,10 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Up(up) => {
             let pipeline = pipeline::load(&global.file)?;
             let (target, _) = pipeline.target(global.target.as_deref())?;
-            model::ensure(&pipeline.dir.join(&pipeline.parameters.detector.model))?;
+            model::ensure(&pipeline.dir.join(&pipeline.parameters.detector.model)).map_err(|e| {
+                let help = format!("put the ONNX file there, or use the default `.cache/models/{}`, which is fetched", model::CENTERFACE_FILE);
+                pipeline.error_at("parameters.detector.model", format!("{e:#}"), Some(help))
+            })?;
             local::up(&pipeline, target, up)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -28,10 +28,7 @@ pub fn ensure(model: &Path) -> Result<()> {
         let cache_dir = model.parent().unwrap_or(Path::new("."));
         fetch_centerface(cache_dir)?;
     } else if !model.is_file() {
-        bail!(
-            "detector model {} does not exist\nhelp: put the ONNX file there, or set `parameters.detector.model` to `.cache/models/{CENTERFACE_FILE}` to use the default",
-            model.display()
-        );
+        bail!("detector model {} does not exist", model.display());
     }
     Ok(())
 }

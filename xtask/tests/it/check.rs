@@ -94,7 +94,7 @@ fn good_pipeline_passes() {
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        "pipeline.yaml: ok (8 functions, 7 DAG steps)\n"
+        "pipeline.yaml: pipeline `video-searcher` ok (8 functions, 7 DAG steps)\n"
     );
     assert_eq!(output.status.code(), Some(0));
 }

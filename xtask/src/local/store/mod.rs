@@ -106,6 +106,7 @@ pub struct RunningStore {
 
 impl RunningStore {
     /// The bound address (with the real port when started with port 0).
+    #[cfg(test)]
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
