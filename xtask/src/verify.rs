@@ -221,8 +221,8 @@ async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>) ->
                 continue;
             };
             for uri in artifact.uris() {
-                match store.get_bytes(uri).await {
-                    Ok(bytes) if !bytes.is_empty() => {}
+                match store.size(uri).await {
+                    Ok(size) if size > 0 => {}
                     Ok(_) => problems.push(format!("{scope}: `{name}` object {uri} is empty")),
                     Err(e) => problems.push(format!("{scope}: `{name}` object {uri} is missing: {e}")),
                 }

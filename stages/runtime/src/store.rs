@@ -78,6 +78,13 @@ impl Store {
         Ok(bytes)
     }
 
+    /// The size of the object at `uri`, without reading it.
+    pub async fn size(&self, uri: &str) -> Result<u64, StageError> {
+        let key = self.key_of(uri)?;
+        let meta = self.inner.head(&ObjectPath::from(key.as_str())).await.map_err(|e| classify(uri, e))?;
+        Ok(meta.size as u64)
+    }
+
     /// The whole object in memory; for small documents (JSON) only.
     pub async fn get_bytes(&self, uri: &str) -> Result<bytes::Bytes, StageError> {
         let key = self.key_of(uri)?;
