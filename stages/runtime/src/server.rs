@@ -53,6 +53,8 @@ pub(crate) async fn run<H: Handler>(handler: H, config: Config, store: Store) ->
     tracing::info!(function = %shared.config.function, %addr, "listening");
 
     let drain = shared.clone();
+    let drain_started = Arc::new(tokio::sync::Notify::new());
+    let notify = drain_started.clone();
     let shutdown = async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
@@ -61,19 +63,17 @@ pub(crate) async fn run<H: Handler>(handler: H, config: Config, store: Store) ->
             _ = tokio::signal::ctrl_c() => {}
         }
         drain.draining.store(true, Ordering::SeqCst);
+        notify.notify_one();
         tracing::info!("SIGTERM: health fails now, draining in-flight work");
         tokio::time::sleep(drain.config.drain_delay).await;
     };
     let limit = shared.config.exec_timeout + shared.config.drain_delay + Duration::from_secs(1);
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
-    let draining = shared.clone();
     tokio::select! {
         result = server => result?,
         // Connections that never finish can't hold the process past its budget.
         _ = async {
-            while !draining.draining.load(Ordering::SeqCst) {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            drain_started.notified().await;
             tokio::time::sleep(limit).await;
         } => tracing::warn!("drain took longer than {limit:?}; exiting"),
     }
