@@ -25,6 +25,8 @@ pub struct Pipeline {
     /// Functions in file order.
     pub functions: Vec<Function>,
     pub dag: Dag,
+    /// How images are built; `None` when the file has no `build:`.
+    pub build: Option<Build>,
     /// Absolute folder of the pipeline file; relative paths in it are relative to this.
     pub dir: PathBuf,
     /// The file's text and positions, to point later errors into it.
@@ -137,6 +139,89 @@ pub struct Function {
     pub env: BTreeMap<String, String>,
     /// Names of the secrets it receives.
     pub secrets: Vec<String>,
+    /// Files copied into its image.
+    pub assets: Vec<Asset>,
+}
+
+/// A file of the host copied into a function's image (the detector's model).
+#[derive(Debug, Clone)]
+pub struct Asset {
+    /// Absolute path on the host.
+    pub from: PathBuf,
+    /// Absolute path inside the image.
+    pub to: String,
+}
+
+/// `build:`: the base image, the platforms and where images go.
+#[derive(Debug, Clone)]
+pub struct Build {
+    /// Absolute folder of the base image's recipe (`Dockerfile`, `packages`).
+    pub base: PathBuf,
+    pub base_recipe: BaseRecipe,
+    /// In file order, without repeats.
+    pub platforms: Vec<Platform>,
+    /// Registry host and path prefix (`127.0.0.1:5000/videosearcher`); `None`
+    /// keeps images in the local engine only.
+    pub registry: Option<String>,
+    /// Cargo profile of the function binaries.
+    pub profile: String,
+    /// Images assembled or pushed at once.
+    pub parallel: usize,
+}
+
+/// How the base image is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseRecipe {
+    /// A root filesystem per platform from Debian packages (mmdebstrap), for
+    /// engines that cannot pull.
+    Bootstrap,
+    /// `base-image/Dockerfile`, for engines that can pull its `FROM`.
+    Dockerfile,
+}
+
+/// A platform images are built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Platform {
+    Amd64,
+    Arm64,
+}
+
+impl Platform {
+    pub const ALL: [Platform; 2] = [Platform::Amd64, Platform::Arm64];
+
+    /// `linux/amd64`, as OCI and Docker write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Amd64 => "linux/amd64",
+            Platform::Arm64 => "linux/arm64",
+        }
+    }
+
+    /// The architecture alone (`amd64`), as image configs and Debian write it.
+    pub fn arch(self) -> &'static str {
+        match self {
+            Platform::Amd64 => "amd64",
+            Platform::Arm64 => "arm64",
+        }
+    }
+
+    /// The Rust target the function binaries are compiled for.
+    pub fn rust_target(self) -> &'static str {
+        match self {
+            Platform::Amd64 => "x86_64-unknown-linux-gnu",
+            Platform::Arm64 => "aarch64-unknown-linux-gnu",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Platform> {
+        Platform::ALL.into_iter().find(|platform| platform.name() == name)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Replica count bounds; `min: 0` lets the function scale to zero.
@@ -272,6 +357,11 @@ impl Pipeline {
         .collect()
     }
 
+    /// An error about the file as a whole.
+    pub fn error_in_file(&self, message: impl Into<String>, help: Option<String>) -> Diagnostic {
+        super::diagnostic::error_in_file(&self.source.path, message, help)
+    }
+
     /// An error pointing at the value at `path` in the pipeline file
     /// (e.g. `functions.detect-objects.timeout`), for commands after `load`.
     pub fn error_at(
@@ -295,6 +385,12 @@ mod tests {
         for line in text.lines() {
             if let Some(source) = line.trim().strip_prefix("source: ") {
                 std::fs::create_dir_all(dir.path().join(source)).unwrap();
+            }
+            if let Some(base) = line.trim().strip_prefix("base: ") {
+                std::fs::create_dir_all(dir.path().join(base)).unwrap();
+                for file in ["Dockerfile", "packages"] {
+                    std::fs::write(dir.path().join(base).join(file), "").unwrap();
+                }
             }
         }
         let path = dir.path().join("pipeline.yaml");

@@ -22,6 +22,36 @@ pub struct RawPipeline {
     pub parameters: Parameters,
     pub functions: IndexMap<String, RawFunction>,
     pub dag: RawDag,
+    #[serde(default)]
+    pub build: Option<RawBuild>,
+}
+
+/// `build:`, what `cargo xtask build` makes the images from.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuild {
+    pub base: PathBuf,
+    pub base_recipe: RawBaseRecipe,
+    pub platforms: Vec<String>,
+    #[serde(default)]
+    pub registry: Option<String>,
+    pub profile: String,
+    pub parallel: usize,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawBaseRecipe {
+    Bootstrap,
+    Dockerfile,
+}
+
+/// A file copied into a function's image.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAsset {
+    pub from: PathBuf,
+    pub to: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +98,8 @@ pub struct RawFunction {
     pub env: IndexMap<String, Text>,
     #[serde(default)]
     pub secrets: Vec<String>,
+    #[serde(default)]
+    pub assets: Vec<RawAsset>,
 }
 
 #[derive(Debug, Deserialize)]

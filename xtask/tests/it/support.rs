@@ -58,7 +58,9 @@ pub fn repo_pipeline(edit: impl FnOnce(String) -> String) -> String {
     let yaml = std::fs::read_to_string(repo.join("pipeline.yaml")).unwrap();
     let yaml = yaml
         .replace("source: stages/", &format!("source: {}/stages/", repo.display()))
-        .replace("model: .cache/", &format!("model: {}/.cache/", repo.display()));
+        .replace("model: .cache/", &format!("model: {}/.cache/", repo.display()))
+        .replace("from: .cache/", &format!("from: {}/.cache/", repo.display()))
+        .replace("base: base-image", &format!("base: {}/base-image", repo.display()));
     edit(yaml)
 }
 

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 
+mod build;
+
 use super::diagnostic::{Diagnostic, Source};
 use super::model::{
     Bounds, Dag, FanOut, Function, Gateway, Parameters, Pipeline, Retry, Scale, Storage, Target,
@@ -44,6 +46,7 @@ pub fn check(raw: RawPipeline, source: Source, dir: PathBuf) -> Checked<Pipeline
     let dag = checker.dag(raw.dag, &functions)?;
     checker.entry_waits_for_steps(&dag, &functions)?;
     checker.all_functions_in_dag(&dag, &functions)?;
+    let build = raw.build.map(|build| checker.build(build)).transpose()?;
     Ok(Pipeline {
         name: raw.name,
         gateway,
@@ -53,6 +56,7 @@ pub fn check(raw: RawPipeline, source: Source, dir: PathBuf) -> Checked<Pipeline
         parameters: raw.parameters,
         functions,
         dag,
+        build,
         dir,
         source,
     })
@@ -421,6 +425,7 @@ impl Checker<'_> {
             scale,
             env,
             secrets: raw.secrets,
+            assets: self.assets(&path, raw.assets)?,
         })
     }
 
