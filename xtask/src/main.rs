@@ -1,27 +1,17 @@
 //! `cargo xtask`: one command per phase. `main` parses flags, runs one command
 //! and is the only place that chooses the exit code and prints errors.
-
-mod bench;
-mod flags;
-mod local;
-mod media;
-mod model;
-mod pipeline;
-mod verify;
+//!
+//! The commands that run the pipeline (`up`, `down`, `status`, `logs`,
+//! `verify`, `media`, `bench`) live in `xtask-run` (`xtask/run/`), which
+//! compiles the local runtime, the object store and the stages' libraries;
+//! they are handed over to it as typed, so that `check` and `build` build light.
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use xtask::{build, flags, model, pipeline};
 
 fn main() -> ExitCode {
-    let xtask = flags::Xtask::parse();
-    match run(xtask) {
-        Ok(code) => code,
-        Err(err) => {
-            report(&err);
-            ExitCode::from(2)
-        }
-    }
+    xtask::main(run)
 }
 
 fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
@@ -38,36 +28,9 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        flags::Command::Up(up) => {
+        flags::Command::Build(flags) => {
             let pipeline = pipeline::load(&global.file)?;
-            let (target, _) = pipeline.target(global.target.as_deref())?;
-            model::ensure(&pipeline.dir.join(&pipeline.parameters.detector.model)).map_err(|e| {
-                let help = format!("put the ONNX file there, or use the default `.cache/models/{}`, which is fetched", model::CENTERFACE_FILE);
-                pipeline.error_at("parameters.detector.model", format!("{e:#}"), Some(help))
-            })?;
-            local::up(&pipeline, target, up)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        flags::Command::Down(down) => {
-            local::down(down)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        flags::Command::Status(status) => {
-            local::status(status)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        flags::Command::Logs(logs) => {
-            local::logs(logs)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        flags::Command::Verify(verify) => {
-            let pipeline = pipeline::load(&global.file)?;
-            let passed = verify::run(&pipeline, verify)?;
-            Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
-        }
-        flags::Command::Media(media) => {
-            let set = media::synthesize(&media.out)?;
-            println!("{}", serde_json::to_string_pretty(&set)?);
+            build::run(&pipeline, flags)?;
             Ok(ExitCode::SUCCESS)
         }
         flags::Command::Model(model) => {
@@ -75,24 +38,39 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        flags::Command::Bench(bench) => {
-            let pipeline = pipeline::load(&global.file)?;
-            let (target, _) = pipeline.target(global.target.as_deref())?;
-            bench::run(&pipeline, target, bench)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        flags::Command::Up(_)
+        | flags::Command::Down(_)
+        | flags::Command::Status(_)
+        | flags::Command::Logs(_)
+        | flags::Command::Verify(_)
+        | flags::Command::Media(_)
+        | flags::Command::Bench(_) => hand_over(),
     }
 }
 
-/// Print an error the way STYLE.md shows: `error:` first, the pointer and help
-/// when the error carries them, then the cause chain.
-fn report(err: &anyhow::Error) {
-    if let Some(diag) = err.downcast_ref::<pipeline::Diagnostic>() {
-        eprintln!("{diag}");
-        return;
+/// Run this command line in `xtask-run`, built by cargo in xtask's own
+/// profile; it replaces this process, so signals and the exit code are its.
+fn hand_over() -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+
+    use anyhow::Context as _;
+
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(&cargo);
+    command
+        .args(["run", "--quiet", "--bin", "xtask-run", "--manifest-path"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/run/Cargo.toml"));
+    let exe = std::env::current_exe().context("find the xtask executable")?;
+    match exe.parent().and_then(|dir| dir.file_name()).and_then(|name| name.to_str()) {
+        Some("debug") | None => {}
+        Some("release") => {
+            command.arg("--release");
+        }
+        Some(profile) => {
+            command.args(["--profile", profile]);
+        }
     }
-    eprintln!("error: {err}");
-    for cause in err.chain().skip(1) {
-        eprintln!("cause: {cause}");
-    }
+    command.arg("--").args(std::env::args_os().skip(1));
+    let err = command.exec();
+    Err(err).with_context(|| format!("run `{} run --bin xtask-run`", std::path::Path::new(&cargo).display()))
 }
