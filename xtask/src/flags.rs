@@ -28,6 +28,8 @@ pub struct Global {
 pub enum Command {
     /// Validate the pipeline file without side effects
     Check(Check),
+    /// Build the function images (and their base) for every platform, tagged by content
+    Build(Build),
     /// Start the embedded local runtime (object store + gateway) in the background
     Up(Up),
     /// Stop the embedded local runtime and every function process it started
@@ -48,6 +50,28 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct Check {}
+
+#[derive(Debug, Clone, Args)]
+pub struct Build {
+    /// Build only this function (repeatable)
+    #[arg(long = "function", value_name = "NAME")]
+    pub functions: Vec<String>,
+    /// Build only for this platform (repeatable), one of `build.platforms`
+    #[arg(long = "platform", value_name = "OS/ARCH")]
+    pub platforms: Vec<String>,
+    /// Push the images to `build.registry` and write one multi-arch index per function
+    #[arg(long, overrides_with = "no_push")]
+    pub push: bool,
+    /// Keep the images in the local engine (the default)
+    #[arg(long, overrides_with = "push")]
+    pub no_push: bool,
+    /// Print each image's hash and whether it would be built, and why; build nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Use this registry and path instead of `build.registry` (`host:port/path`)
+    #[arg(long, value_name = "HOST/PATH")]
+    pub registry: Option<String>,
+}
 
 #[derive(Debug, Args)]
 pub struct Up {
@@ -110,9 +134,28 @@ pub struct Model {
 
 #[derive(Debug, Args)]
 pub struct Bench {
+    #[command(subcommand)]
+    pub what: Option<BenchWhat>,
     /// Number of warm runs to take the median of
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
     #[arg(long, env = "XTASK_STATE_DIR", default_value = ".xtask/bench")]
     pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchWhat {
+    /// Measure `cargo xtask build`: a full build and push under a fresh image
+    /// name, then no-op builds; where the time goes and what the layers hold
+    Build(BenchBuild),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBuild {
+    /// Number of no-op builds to take the median of
+    #[arg(long, default_value_t = 3)]
+    pub noop_runs: usize,
+    /// Registry host and path to push under (a fresh path below it is used)
+    #[arg(long, default_value = "127.0.0.1:5000/videosearcher-bench")]
+    pub registry: String,
 }

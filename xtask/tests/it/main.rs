@@ -1,5 +1,6 @@
 //! Integration tests: the real `xtask` binary on temp copies of pipeline files.
 
+mod build;
 mod check;
 mod e2e;
 mod local;

@@ -8,6 +8,7 @@
 //! a busy machine slows both; their CPU time is measured too, which other
 //! work on the machine changes less than wall time.
 
+pub mod build;
 mod cpu;
 mod direct;
 mod report;
