@@ -183,7 +183,7 @@ pub fn which(program: &str) -> Option<PathBuf> {
 /// `cargo build` of `packages` for `platform` in `profile`; the binaries by
 /// package name. cargo's output goes to `log`.
 pub fn build(
-    workspace: &Workspace,
+    root: &Path,
     packages: &[String],
     platform: Platform,
     profile: &str,
@@ -193,7 +193,7 @@ pub fn build(
     let target = platform.rust_target();
     let mut command = Command::new(&cargo);
     command
-        .current_dir(workspace.root())
+        .current_dir(root)
         .args(["build", "--locked", "--message-format=json-render-diagnostics", "--profile", profile, "--target", target]);
     for package in packages {
         command.arg("-p").arg(package);

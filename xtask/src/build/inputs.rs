@@ -28,6 +28,10 @@ impl Inputs {
         Ok(())
     }
 
+    pub fn digest(&mut self, name: impl Into<String>, digest: String) {
+        self.0.insert(name.into(), digest);
+    }
+
     /// The tag: the hash over every name and digest.
     pub fn tag(&self) -> String {
         let mut hasher = Sha256::new();
@@ -76,6 +80,23 @@ fn list(names: &[&str]) -> String {
         text.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
     text
+}
+
+/// Files' digests, each file read once per build (the runtime crate's
+/// sources are in every function's closure, on every platform).
+#[derive(Default)]
+pub struct Digests(std::collections::HashMap<std::path::PathBuf, String>);
+
+impl Digests {
+    pub fn of(&mut self, path: &Path) -> anyhow::Result<String> {
+        if let Some(digest) = self.0.get(path) {
+            return Ok(digest.clone());
+        }
+        let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        let digest = sha256_hex(&bytes);
+        self.0.insert(path.to_path_buf(), digest.clone());
+        Ok(digest)
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -56,7 +56,6 @@ struct Job {
     action: Action,
     /// The crate's binary name, for function images.
     binary: Option<String>,
-    package: Option<String>,
 }
 
 impl Job {
@@ -170,7 +169,6 @@ async fn build(pipeline: &Pipeline, flags: &flags::Build) -> anyhow::Result<Outc
             inputs,
             action: Action::UpToDate,
             binary: None,
-            package: None,
         };
         job.action = action(&engine, registry.as_ref(), &job, record.images.get(&job.key())).await?;
         bases.push(job);
@@ -203,6 +201,7 @@ async fn build(pipeline: &Pipeline, flags: &flags::Build) -> anyhow::Result<Outc
     let toolchain = cargo::toolchain()?;
     let workspace_manifest = workspace.root().join("Cargo.toml");
     let revision = git_revision(workspace.root());
+    let mut digests = inputs::Digests::default();
     let mut jobs = Vec::new();
     for function in &functions {
         let package = workspace.package_at(&function.source).with_context(|| {
@@ -219,16 +218,16 @@ async fn build(pipeline: &Pipeline, flags: &flags::Build) -> anyhow::Result<Outc
             inputs.text("toolchain", &toolchain);
             inputs.text("target", platform.rust_target());
             inputs.text("profile", &build.profile);
-            inputs.file("Cargo.toml (workspace)", &workspace_manifest)?;
+            inputs.digest("Cargo.toml (workspace)", digests.of(&workspace_manifest)?);
             for file in &closure.files {
                 let name = file.strip_prefix(workspace.root()).unwrap_or(file).display().to_string();
-                inputs.file(format!("source {name}"), file)?;
+                inputs.digest(format!("source {name}"), digests.of(file)?);
             }
             for locked in &closure.locked {
                 inputs.text(format!("crate {locked}"), locked);
             }
             for asset in &function.assets {
-                inputs.file(format!("asset {}", asset.to), &asset.from)?;
+                inputs.digest(format!("asset {}", asset.to), digests.of(&asset.from)?);
             }
             inputs.text("image recipe", &function_dockerfile(function, &binary));
             let mut job = Job {
@@ -239,7 +238,6 @@ async fn build(pipeline: &Pipeline, flags: &flags::Build) -> anyhow::Result<Outc
                 inputs,
                 action: Action::UpToDate,
                 binary: Some(binary.clone()),
-                package: Some(package.name.to_string()),
             };
             job.action = action(&engine, registry.as_ref(), &job, record.images.get(&job.key())).await?;
             jobs.push(job);
@@ -273,26 +271,31 @@ async fn build(pipeline: &Pipeline, flags: &flags::Build) -> anyhow::Result<Outc
         });
     }
 
-    // Binaries, one cargo run per platform for the functions that need one.
+    // Binaries, one cargo run per platform that has an image to build. It
+    // always names every function's package: cargo unifies dependency features
+    // over the packages it builds, so a smaller set would rebuild dependencies
+    // with other features; unchanged packages are fresh and cost nothing.
     let cargo_started = Instant::now();
+    let mut all_packages = Vec::new();
+    for function in &pipeline.functions {
+        if let Some(package) = workspace.package_at(&function.source) {
+            all_packages.push(package.name.to_string());
+        }
+    }
+    all_packages.sort();
+    all_packages.dedup();
     let mut binaries: BTreeMap<Platform, BTreeMap<String, PathBuf>> = BTreeMap::new();
     for &platform in &platforms {
-        let mut packages: Vec<String> = jobs
-            .iter()
-            .filter(|job| job.platform == platform && matches!(job.action, Action::Build(_)))
-            .filter_map(|job| job.package.clone())
-            .collect();
-        packages.sort();
-        packages.dedup();
-        if packages.is_empty() {
+        let needed = jobs.iter().any(|job| job.platform == platform && matches!(job.action, Action::Build(_)));
+        if !needed {
             continue;
         }
-        let spinner = ui.spinner(format!("cargo build --profile {} --target {} ({} crates)", build.profile, platform.rust_target(), packages.len()));
+        let packages = all_packages.clone();
+        let spinner = ui.spinner(format!("cargo build --profile {} --target {}", build.profile, platform.rust_target()));
         let log = logs.join(format!("cargo-{}.log", platform.arch()));
         let root = workspace.root().to_path_buf();
         let profile = build.profile.clone();
-        let workspace_for_build = cargo::Workspace::load(&root)?;
-        let built = tokio::task::spawn_blocking(move || cargo::build(&workspace_for_build, &packages, platform, &profile, &log)).await?;
+        let built = tokio::task::spawn_blocking(move || cargo::build(&root, &packages, platform, &profile, &log)).await?;
         spinner.finish_and_clear();
         binaries.insert(platform, built?);
     }

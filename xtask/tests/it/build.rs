@@ -109,7 +109,8 @@ fn copy_tree(from: &Path, to: &Path) {
 
 /// `(built, pushed, up to date)` from the closing line of a build.
 fn counts(stdout: &str) -> (usize, usize, usize) {
-    let line = stdout.lines().find(|line| line.starts_with("built ")).unwrap_or_else(|| panic!("no closing line in:\n{stdout}"));
+    let closing = |line: &&str| line.strip_prefix("built ").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+    let line = stdout.lines().find(closing).unwrap_or_else(|| panic!("no closing line in:\n{stdout}"));
     let numbers: Vec<usize> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
     (numbers[0], numbers[1], numbers[2])
 }
