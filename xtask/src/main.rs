@@ -55,8 +55,7 @@ fn hand_over() -> anyhow::Result<ExitCode> {
 
     use anyhow::Context as _;
 
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = std::process::Command::new(&cargo);
+    let mut command = xtask::cargo_command();
     command
         .args(["run", "--quiet", "--bin", "xtask-run", "--manifest-path"])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/run/Cargo.toml"));
@@ -72,5 +71,5 @@ fn hand_over() -> anyhow::Result<ExitCode> {
     }
     command.arg("--").args(std::env::args_os().skip(1));
     let err = command.exec();
-    Err(err).with_context(|| format!("run `{} run --bin xtask-run`", std::path::Path::new(&cargo).display()))
+    Err(err).with_context(|| format!("run `{} run --bin xtask-run`", command.get_program().to_string_lossy()))
 }

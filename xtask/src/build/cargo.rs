@@ -189,9 +189,8 @@ pub fn build(
     profile: &str,
     log: &Path,
 ) -> anyhow::Result<BTreeMap<String, PathBuf>> {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let target = platform.rust_target();
-    let mut command = Command::new(&cargo);
+    let mut command = crate::cargo_command();
     command
         .current_dir(root)
         .args(["build", "--locked", "--message-format=json-render-diagnostics", "--profile", profile, "--target", target]);
@@ -204,7 +203,7 @@ pub fn build(
     }
     let log_file = std::fs::File::create(log).with_context(|| format!("create {}", log.display()))?;
     command.stdout(Stdio::piped()).stderr(log_file);
-    let mut child = command.spawn().with_context(|| format!("run {}", Path::new(&cargo).display()))?;
+    let mut child = command.spawn().with_context(|| format!("run {}", command.get_program().to_string_lossy()))?;
     let mut binaries = BTreeMap::new();
     let stdout = child.stdout.take().expect("piped stdout");
     for message in cargo_metadata::Message::parse_stream(std::io::BufReader::new(stdout)) {

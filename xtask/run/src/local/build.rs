@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
@@ -63,8 +63,7 @@ struct Message {
 /// the folder of the executables.
 fn build(pipeline: &Pipeline) -> anyhow::Result<PathBuf> {
     let Some(first) = pipeline.functions.first() else { bail!("the pipeline declares no functions") };
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut command = Command::new(&cargo);
+    let mut command = xtask::cargo_command();
     command
         .arg("build")
         .arg("--message-format=json-render-diagnostics")
@@ -83,7 +82,7 @@ fn build(pipeline: &Pipeline) -> anyhow::Result<PathBuf> {
         }
     }
     command.stdout(Stdio::piped()).stderr(Stdio::inherit());
-    let mut child = command.spawn().with_context(|| format!("run {}", Path::new(&cargo).display()))?;
+    let mut child = command.spawn().with_context(|| format!("run {}", command.get_program().to_string_lossy()))?;
     let mut executables = Vec::new();
     for line in std::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines() {
         let line = line.context("read cargo's output")?;
