@@ -22,6 +22,16 @@ pub struct Global {
     /// The target (from `targets:` in the pipeline file) to act on; default: the first `local` one
     #[arg(long, global = true)]
     pub target: Option<String>,
+    /// Folder for the target's state: logs, secrets, stored objects (default: `.xtask/<target>`)
+    #[arg(long, global = true, env = "XTASK_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Global {
+    /// The state folder of `target`: `--state-dir`, or `.xtask/<target>`.
+    pub fn state_dir(&self, target: &str) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| PathBuf::from(".xtask").join(target))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,13 +40,17 @@ pub enum Command {
     Check(Check),
     /// Build the function images (and their base) for every platform, tagged by content
     Build(Build),
-    /// Start the embedded local runtime (object store + gateway) in the background
-    Up(Up),
-    /// Stop the embedded local runtime and every function process it started
-    Down(Down),
-    /// Show what the local runtime runs: gateway, store, functions and their replicas
+    /// Deploy the pipeline to the target and wait until it answers (`local`, `docker`: start the embedded runtime in the background)
+    #[command(visible_alias = "up")]
+    Deploy(Deploy),
+    /// Remove the pipeline from the target (`local`, `docker`: stop the runtime and every replica it started)
+    #[command(visible_alias = "down")]
+    Teardown(Teardown),
+    /// Show what the target runs: gateway, store, functions and their replicas
     Status(Status),
-    /// Show the logs of the local runtime or of one function
+    /// Set a function's replicas and wait until they are ready (0: until none is left)
+    Scale(Scale),
+    /// Show the logs of the target's runtime or of one function
     Logs(Logs),
     /// Send one request end to end and check every artifact it produced
     Verify(Verify),
@@ -74,25 +88,28 @@ pub struct Build {
 }
 
 #[derive(Debug, Args)]
-pub struct Up {
-    /// Serve in the foreground instead of starting a background process
+pub struct Deploy {
+    /// Serve in the foreground instead of starting a background process (`local`, `docker`)
     #[arg(long)]
     pub foreground: bool,
-    /// Folder for the runtime's state, logs and stored objects
-    #[arg(long, env = "XTASK_STATE_DIR", default_value = ".xtask/local")]
-    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
-pub struct Down {
-    #[arg(long, env = "XTASK_STATE_DIR", default_value = ".xtask/local")]
-    pub state_dir: PathBuf,
-}
+pub struct Teardown {}
 
 #[derive(Debug, Args)]
-pub struct Status {
-    #[arg(long, env = "XTASK_STATE_DIR", default_value = ".xtask/local")]
-    pub state_dir: PathBuf,
+pub struct Status {}
+
+#[derive(Debug, Args)]
+pub struct Scale {
+    /// The function to scale
+    pub function: String,
+    /// How many replicas it should have
+    #[arg(long)]
+    pub replicas: u64,
+    /// How long to wait for them
+    #[arg(long, default_value = "60s", value_parser = crate::pipeline::parse_duration)]
+    pub wait: std::time::Duration,
 }
 
 #[derive(Debug, Args)]
@@ -102,8 +119,6 @@ pub struct Logs {
     /// Number of lines to show from the end
     #[arg(short = 'n', long, default_value_t = 50)]
     pub lines: usize,
-    #[arg(long, env = "XTASK_STATE_DIR", default_value = ".xtask/local")]
-    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -114,8 +129,6 @@ pub struct Verify {
     /// Write the request summary as JSON to this file
     #[arg(long)]
     pub json: Option<PathBuf>,
-    #[arg(long, env = "XTASK_STATE_DIR", default_value = ".xtask/local")]
-    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -139,8 +152,6 @@ pub struct Bench {
     /// Number of warm runs to take the median of
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
-    #[arg(long, env = "XTASK_STATE_DIR", default_value = ".xtask/bench")]
-    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,7 +1,7 @@
 //! `cargo xtask`: one command per phase. `main` parses flags, runs one command
 //! and is the only place that chooses the exit code and prints errors.
 //!
-//! The commands that run the pipeline (`up`, `down`, `status`, `logs`,
+//! The commands that run the pipeline (`deploy`, `teardown`, `status`, `logs`,
 //! `verify`, `media`, `bench`) live in `xtask-run` (`xtask/run/`), which
 //! compiles the local runtime, the object store and the stages' libraries;
 //! they are handed over to it as typed, so that `check` and `build` build light.
@@ -38,9 +38,10 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }
-        flags::Command::Up(_)
-        | flags::Command::Down(_)
+        flags::Command::Deploy(_)
+        | flags::Command::Teardown(_)
         | flags::Command::Status(_)
+        | flags::Command::Scale(_)
         | flags::Command::Logs(_)
         | flags::Command::Verify(_)
         | flags::Command::Media(_)

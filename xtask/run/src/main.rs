@@ -1,9 +1,10 @@
 //! `xtask-run`: the commands of `cargo xtask` that run the pipeline: the
-//! embedded local runtime (`up`, `down`, `status`, `logs`), `verify`, `bench`
+//! targets (`deploy`, `teardown`, `status`, `logs`), `verify`, `bench`
 //! and the test media. `cargo xtask` hands these commands over to it, so that
 //! its light commands compile none of this.
 
 mod bench;
+mod deploy;
 mod local;
 mod media;
 mod verify;
@@ -20,31 +21,39 @@ fn main() -> ExitCode {
 fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
     let global = &xtask.global;
     match &xtask.command {
-        flags::Command::Up(up) => {
+        flags::Command::Deploy(flags) => {
             let pipeline = pipeline::load(&global.file)?;
-            let (target, _) = pipeline.target(global.target.as_deref())?;
-            model::ensure(&pipeline.dir.join(&pipeline.parameters.detector.model)).map_err(|e| {
-                let help = format!("put the ONNX file there, or use the default `.cache/models/{}`, which is fetched", model::CENTERFACE_FILE);
-                pipeline.error_at("parameters.detector.model", format!("{e:#}"), Some(help))
-            })?;
-            local::up(&pipeline, target, up)?;
+            deploy::deploy(&pipeline, global, flags)?;
             Ok(ExitCode::SUCCESS)
         }
-        flags::Command::Down(down) => {
-            local::down(down)?;
+        flags::Command::Teardown(_) => {
+            let pipeline = pipeline::load(&global.file)?;
+            deploy::open(&pipeline, global)?.teardown()?;
             Ok(ExitCode::SUCCESS)
         }
-        flags::Command::Status(status) => {
-            local::status(status)?;
+        flags::Command::Status(_) => {
+            let pipeline = pipeline::load(&global.file)?;
+            deploy::print_status(deploy::open(&pipeline, global)?.as_ref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Command::Scale(scale) => {
+            let pipeline = pipeline::load(&global.file)?;
+            if pipeline.function(&scale.function).is_none() {
+                bail!("no function `{}` in {}", scale.function, global.file.display());
+            }
+            deploy::open(&pipeline, global)?.scale(&scale.function, scale.replicas, scale.wait)?;
+            println!("{}: {} replica(s) ready", scale.function, scale.replicas);
             Ok(ExitCode::SUCCESS)
         }
         flags::Command::Logs(logs) => {
-            local::logs(logs)?;
+            let pipeline = pipeline::load(&global.file)?;
+            print!("{}", deploy::open(&pipeline, global)?.logs(logs.function.as_deref(), logs.lines)?);
             Ok(ExitCode::SUCCESS)
         }
         flags::Command::Verify(verify) => {
             let pipeline = pipeline::load(&global.file)?;
-            let passed = verify::run(&pipeline, verify)?;
+            let target = deploy::open(&pipeline, global)?;
+            let passed = verify::run(&pipeline, target.as_ref(), verify)?;
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         flags::Command::Media(media) => {
@@ -59,8 +68,7 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         }
         flags::Command::Bench(bench) => {
             let pipeline = pipeline::load(&global.file)?;
-            let (target, _) = pipeline.target(global.target.as_deref())?;
-            bench::run(&pipeline, target, bench)?;
+            bench::run(&pipeline, global, bench)?;
             Ok(ExitCode::SUCCESS)
         }
         flags::Command::Check(_) | flags::Command::Build(_) | flags::Command::Model(_) => {

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
-use stage_runtime::{Artifact, Artifacts, Invocation, Store, StoreConfig};
+use stage_runtime::{Artifact, Artifacts, Invocation, Store};
 
+use crate::deploy::Target;
 use crate::flags;
-use crate::local::{RuntimeInfo, StateDir};
 use crate::pipeline::Pipeline;
 
 /// What the request must produce when its input is the synthesized test
@@ -25,11 +25,8 @@ struct Expected {
 }
 
 /// A verify that ran: `Ok(report)` passed every check.
-pub fn run(pipeline: &Pipeline, flags: &flags::Verify) -> anyhow::Result<bool> {
-    let state = StateDir::new(&flags.state_dir)?;
-    let Some(info) = state.running()? else {
-        bail!("no local runtime runs for {}\nhelp: start one with `cargo xtask up`", state.root.display());
-    };
+pub fn run(pipeline: &Pipeline, target: &dyn Target, flags: &flags::Verify) -> anyhow::Result<bool> {
+    let endpoints = target.endpoints()?;
     let (input, expected) = match &flags.input {
         Some(path) => (path.clone(), None),
         None => {
@@ -39,12 +36,15 @@ pub fn run(pipeline: &Pipeline, flags: &flags::Verify) -> anyhow::Result<bool> {
         }
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let store = store_client(pipeline, &state, &info, &rt)?;
-    rt.block_on(preflight(pipeline, &info.gateway_url, &store))?;
+    let store = {
+        let _guard = rt.enter();
+        endpoints.store()?
+    };
+    rt.block_on(preflight(pipeline, &endpoints.gateway_url, &store))?;
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(Duration::from_millis(120));
     let request_id = format!("verify-{}", uuid::Uuid::new_v4().simple());
-    let outcome = rt.block_on(send(pipeline, &info.gateway_url, &store, &input, request_id, &progress));
+    let outcome = rt.block_on(send(pipeline, &endpoints.gateway_url, &store, &input, request_id, &progress));
     progress.finish_and_clear();
     let outcome = outcome?;
     println!(
@@ -56,6 +56,10 @@ pub fn run(pipeline: &Pipeline, flags: &flags::Verify) -> anyhow::Result<bool> {
     print_table(&outcome.state);
     if let Some(path) = &flags.json {
         std::fs::write(path, serde_json::to_vec_pretty(&outcome.state)?)?;
+    }
+    if let Some(failure) = &outcome.failure {
+        eprintln!("verify failed for request {}: {failure}", outcome.request_id);
+        return Ok(false);
     }
     let problems = rt.block_on(check(&store, &outcome, expected.as_ref()))?;
     if problems.is_empty() {
@@ -69,28 +73,6 @@ pub fn run(pipeline: &Pipeline, flags: &flags::Verify) -> anyhow::Result<bool> {
     Ok(false)
 }
 
-/// A client of the runtime's object store, with the credentials from its state folder.
-/// Built inside `rt`, whose tasks serve it.
-pub(crate) fn store_client(
-    pipeline: &Pipeline,
-    state: &StateDir,
-    info: &RuntimeInfo,
-    rt: &tokio::runtime::Runtime,
-) -> anyhow::Result<Store> {
-    let secret = |name: &str| -> anyhow::Result<String> {
-        let path = state.secrets().join(name);
-        Ok(std::fs::read_to_string(&path).with_context(|| format!("read secret {}", path.display()))?.trim().to_string())
-    };
-    let _guard = rt.enter();
-    Store::new(&StoreConfig {
-        endpoint: info.store_url.clone(),
-        bucket: info.bucket.clone(),
-        region: pipeline.storage.region.clone(),
-        access_key: secret(&pipeline.storage.access_key_secret)?,
-        secret_key: secret(&pipeline.storage.secret_key_secret)?,
-    })
-}
-
 /// Name what is missing before sending anything.
 pub(crate) async fn preflight(pipeline: &Pipeline, gateway: &str, store: &Store) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
@@ -98,7 +80,7 @@ pub(crate) async fn preflight(pipeline: &Pipeline, gateway: &str, store: &Store)
     match health {
         Ok(r) if r.status().is_success() => {}
         Ok(r) => bail!("the gateway at {gateway} answers /healthz with {}", r.status()),
-        Err(e) => bail!("the gateway at {gateway} does not answer: {e}\nhelp: start it with `cargo xtask up`"),
+        Err(e) => bail!("the gateway at {gateway} does not answer: {e}\nhelp: deploy with `cargo xtask deploy`"),
     }
     #[derive(Deserialize)]
     struct Listed {
@@ -109,7 +91,7 @@ pub(crate) async fn preflight(pipeline: &Pipeline, gateway: &str, store: &Store)
     let listed: Vec<Listed> = client.get(format!("{gateway}/system/functions")).send().await?.json().await?;
     for function in &pipeline.functions {
         let Some(entry) = listed.iter().find(|l| l.name == function.name) else {
-            bail!("function `{}` is not known to the gateway\nhelp: restart the runtime with `cargo xtask down && cargo xtask up`", function.name);
+            bail!("function `{}` is not known to the gateway\nhelp: deploy again: `cargo xtask teardown && cargo xtask deploy`", function.name);
         };
         if entry.replicas > 0 {
             let url = format!("{gateway}/function/{}/_/health", function.name);
@@ -120,12 +102,12 @@ pub(crate) async fn preflight(pipeline: &Pipeline, gateway: &str, store: &Store)
         }
     }
     store.probe().await.map_err(|e| {
-        anyhow::anyhow!("the object store refuses us: {e}\nhelp: the bucket `{}` or the credentials are wrong; `cargo xtask down && cargo xtask up` recreates both", store.bucket())
+        anyhow::anyhow!("the object store refuses us: {e}\nhelp: the bucket `{}` or the credentials are wrong; `cargo xtask teardown && cargo xtask deploy` recreates both", store.bucket())
     })?;
     Ok(())
 }
 
-/// A request that succeeded.
+/// A request that left a state document.
 pub(crate) struct Outcome {
     pub request_id: String,
     /// Its state document, `requests/<id>/state.json`.
@@ -133,6 +115,18 @@ pub(crate) struct Outcome {
     pub clips: usize,
     /// From the call to the entry function until its whole answer arrived.
     pub latency: Duration,
+    /// Why the entry function did not answer 200 (its status and answer).
+    pub failure: Option<String>,
+}
+
+impl Outcome {
+    /// The outcome of a request that succeeded; an error with its failure otherwise.
+    pub fn succeeded(self) -> anyhow::Result<Outcome> {
+        match self.failure {
+            Some(failure) => bail!("{failure}"),
+            None => Ok(self),
+        }
+    }
 }
 
 /// Upload the input, call the entry function as request `request_id`, and show
@@ -185,12 +179,9 @@ pub(crate) async fn send(
         Ok(bytes) => serde_json::from_slice(&bytes).context("the request state is not JSON")?,
         Err(e) => bail!("`{entry}` answered {status} and left no request state ({e}): {body}"),
     };
-    if !status.is_success() {
-        progress.suspend(|| print_table(&state));
-        bail!("the request failed with {status}: {}", body.trim());
-    }
+    let failure = (!status.is_success()).then(|| format!("the request failed with {status}: {}", body.trim()));
     let clips = state["items"].as_object().map_or(0, |m| m.len());
-    Ok(Outcome { request_id, state, clips, latency })
+    Ok(Outcome { request_id, state, clips, latency, failure })
 }
 
 /// Every expected artifact, checked in the store. Returns what is wrong.

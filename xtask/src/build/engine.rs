@@ -40,6 +40,11 @@ impl Engine {
         Ok(Engine { docker })
     }
 
+    /// The client, for what this module does not wrap (running containers).
+    pub fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The image ID (its config digest) of `reference`, or `None` when the engine has no such image.
     pub async fn image_id(&self, reference: &str) -> anyhow::Result<Option<String>> {
         match self.docker.inspect_image(reference).await {

@@ -15,9 +15,9 @@
 
 mod base;
 mod cargo;
-mod engine;
+pub mod engine;
 mod inputs;
-mod manifest;
+pub mod manifest;
 mod registry;
 
 use std::collections::{BTreeMap, HashMap};
@@ -99,6 +99,11 @@ pub fn run(pipeline: &Pipeline, flags: &flags::Build) -> anyhow::Result<Outcome>
 /// The folder of the build's logs, record and manifest.
 pub fn state_dir(pipeline: &Pipeline) -> PathBuf {
     pipeline.dir.join(".xtask/build")
+}
+
+/// The manifest of the last build: every image it made or found.
+pub fn manifest_path(pipeline: &Pipeline) -> PathBuf {
+    state_dir(pipeline).join("images.json")
 }
 
 /// Where the base root filesystems are cached, outside the clone.
@@ -364,7 +369,7 @@ async fn build(pipeline: &Pipeline, flags: &flags::Build) -> anyhow::Result<Outc
     // Push, then one index per function (and for the base).
     let push_started = Instant::now();
     let mut pushed = 0;
-    let mut images = Images::read(&state.join("images.json"));
+    let mut images = Images::read(&manifest_path(pipeline));
     let mut sets: BTreeMap<String, ImageSet> = BTreeMap::new();
     for job in bases.iter().chain(&jobs) {
         let set = sets.entry(job.name.clone()).or_insert_with(|| ImageSet { repository: job.repository.clone(), ..ImageSet::default() });
@@ -424,7 +429,7 @@ async fn build(pipeline: &Pipeline, flags: &flags::Build) -> anyhow::Result<Outc
             images.functions.insert(name, set);
         }
     }
-    images.write(&state.join("images.json"))?;
+    images.write(&manifest_path(pipeline))?;
 
     let built = bases.iter().chain(&jobs).filter(|job| matches!(job.action, Action::Build(_))).count();
     let up_to_date = bases.iter().chain(&jobs).filter(|job| job.action == Action::UpToDate).count();
@@ -439,7 +444,7 @@ async fn build(pipeline: &Pipeline, flags: &flags::Build) -> anyhow::Result<Outc
     ui.say(format!(
         "built {built} images, pushed {pushed}, {up_to_date} up to date in {:.1}s; manifest: {}",
         timings.total.as_secs_f64(),
-        state.join("images.json").display()
+        manifest_path(pipeline).display()
     ));
     let mut payload = BTreeMap::new();
     for job in &to_build {
@@ -521,7 +526,7 @@ fn ensure_assets(pipeline: &Pipeline, function: &Function) -> anyhow::Result<()>
             continue;
         }
         let path = format!("functions.{}.assets[{index}].from", function.name);
-        let model = pipeline.dir.join(&pipeline.parameters.detector.model);
+        let model = pipeline.detector_model();
         if asset.from == model {
             crate::model::ensure(&model).map_err(|err| {
                 pipeline.error_at(&path, format!("{err:#}"), Some("run `cargo xtask model`, or put the ONNX file there".into()))

@@ -3,6 +3,7 @@
 //! file's content is a [`Diagnostic`] pointing at the line to change.
 
 mod check;
+pub mod contract;
 mod diagnostic;
 mod load;
 mod model;
@@ -15,4 +16,4 @@ mod units;
 pub use diagnostic::Diagnostic;
 pub use load::load;
 pub use model::*;
-pub use units::format_duration;
+pub use units::{format_duration, parse_duration};

@@ -2,7 +2,7 @@
 //! Built only by `pipeline::load`, so every value here already passed the checks.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
@@ -57,13 +57,39 @@ pub struct Target {
 /// Where the pipeline runs, with what each kind needs.
 #[derive(Debug, Clone)]
 pub enum TargetKind {
-    /// The embedded runtime of `cargo xtask up` on this machine (127.0.0.1).
-    Local {
-        gateway_port: u16,
-        store_port: u16,
-        /// A function's processes are stopped after this long without requests.
-        idle_timeout: Duration,
-    },
+    /// The embedded runtime on this machine, each replica a process of the
+    /// function's binary.
+    Local(Embedded),
+    /// The embedded runtime's gateway and store in front of the images of
+    /// `cargo xtask build`, each replica a container with the declared
+    /// memory and CPU enforced.
+    Docker(Embedded),
+}
+
+/// What the embedded runtime (gateway and store on 127.0.0.1) needs.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub gateway_port: u16,
+    pub store_port: u16,
+    /// A function's replicas are stopped after this long without requests.
+    pub idle_timeout: Duration,
+}
+
+impl TargetKind {
+    /// The word `kind:` takes for this kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            TargetKind::Local(_) => "local",
+            TargetKind::Docker(_) => "docker",
+        }
+    }
+
+    /// The embedded runtime's settings, for the kinds that use it.
+    pub fn embedded(&self) -> Option<&Embedded> {
+        match self {
+            TargetKind::Local(embedded) | TargetKind::Docker(embedded) => Some(embedded),
+        }
+    }
 }
 
 /// Stage parameters, passed to every function as `VS_*` variables.
@@ -216,6 +242,11 @@ impl Platform {
     pub fn parse(name: &str) -> Option<Platform> {
         Platform::ALL.into_iter().find(|platform| platform.name() == name)
     }
+
+    /// The platform of this machine, whose images run here without emulation.
+    pub fn host() -> Option<Platform> {
+        Platform::ALL.into_iter().find(|platform| platform.rust_target().starts_with(std::env::consts::ARCH))
+    }
 }
 
 impl std::fmt::Display for Platform {
@@ -305,7 +336,7 @@ impl Pipeline {
             None => match self
                 .targets
                 .iter()
-                .find(|(_, target)| matches!(target.kind, TargetKind::Local { .. }))
+                .find(|(_, target)| matches!(target.kind, TargetKind::Local(_)))
             {
                 Some((name, target)) => Ok((name.as_str(), target)),
                 None => bail!(
@@ -317,14 +348,23 @@ impl Pipeline {
         }
     }
 
-    /// The stage parameters as the `VS_*` environment variables every function receives.
-    pub fn parameter_env(&self) -> Vec<(String, String)> {
+    /// The detector model on this machine (`parameters.detector.model`, absolute).
+    pub fn detector_model(&self) -> PathBuf {
+        self.dir.join(&self.parameters.detector.model)
+    }
+
+    /// Where the detector model is inside the images: the `to` of the asset
+    /// whose `from` is the model. `None` when no function carries it.
+    pub fn detector_model_in_images(&self) -> Option<&str> {
+        let model = self.detector_model();
+        self.functions.iter().flat_map(|f| &f.assets).find(|asset| asset.from == model).map(|asset| asset.to.as_str())
+    }
+
+    /// The stage parameters as the `VS_*` environment variables every
+    /// function receives; `model` is where the function finds the detector
+    /// model (on this machine, or inside its image).
+    pub fn parameter_env(&self, model: &Path) -> Vec<(String, String)> {
         let p = &self.parameters;
-        let model = if p.detector.model.is_absolute() {
-            p.detector.model.clone()
-        } else {
-            self.dir.join(&p.detector.model)
-        };
         [
             ("VS_SPEECH_SAMPLE_RATE", p.speech.sample_rate.to_string()),
             ("VS_SPEECH_TOP_DB_MIN", p.speech.top_db.min.to_string()),
@@ -402,7 +442,7 @@ mod tests {
     #[test]
     fn parameter_env_sets_every_variable_with_an_absolute_model() {
         let (dir, pipeline) = repository_pipeline();
-        let env = pipeline.parameter_env();
+        let env = pipeline.parameter_env(&pipeline.detector_model());
         let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(
             names,
@@ -439,18 +479,16 @@ mod tests {
         let (_dir, pipeline) = repository_pipeline();
         let (name, target) = pipeline.target(None).unwrap();
         assert_eq!(name, "local");
-        let TargetKind::Local {
-            gateway_port,
-            store_port,
-            idle_timeout,
-        } = target.kind;
+        let TargetKind::Local(Embedded { gateway_port, store_port, idle_timeout }) = target.kind else {
+            panic!("the first target is local: {target:?}")
+        };
         assert_eq!(
             (gateway_port, store_port, idle_timeout),
             (8080, 9000, Duration::from_secs(300))
         );
-        assert_eq!(pipeline.target(Some("local")).unwrap().0, "local");
+        assert_eq!(pipeline.target(Some("docker")).unwrap().1.kind.name(), "docker");
         let err = pipeline.target(Some("cloud")).unwrap_err();
-        assert_eq!(err.to_string(), "unknown target `cloud` (known: `local`)");
+        assert_eq!(err.to_string(), "unknown target `cloud` (known: `local`, `docker`)");
     }
 
     #[test]

@@ -83,6 +83,7 @@ pub struct RawTarget {
 #[serde(rename_all = "lowercase")]
 pub enum RawTargetKind {
     Local,
+    Docker,
 }
 
 #[derive(Debug, Deserialize)]

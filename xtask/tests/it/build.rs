@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
-use serde_json::{json, Value};
-use stage_runtime::{Artifact, Artifacts, Invocation};
+use serde_json::Value;
 
-use crate::support::{self, Runtime};
+use crate::support;
 
 const REGISTRY: &str = "127.0.0.1:5000";
 const SERVICES_HELP: &str = "start the Docker Engine and the registry with `bash .ci/services` (as root; it needs `apt-get install docker.io docker-registry qemu-user-static binfmt-support mmdebstrap`)";
@@ -175,8 +174,8 @@ fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {
         }
     }
 
-    // 2. The amd64 images serve real invocations; one arm64 image starts under qemu.
-    serve_invocations(&images);
+    // 2. The amd64 images run the pipeline as the `docker` target; one arm64 image starts under qemu.
+    docker_target(&ws, &images);
 
     // 3. Nothing changed: nothing built.
     assert_eq!(counts(&ws.build(&[])), (0, 0, 18));
@@ -289,14 +288,6 @@ impl Container {
         }
         text
     }
-
-    async fn invoke(&self, inv: &Invocation) -> Value {
-        let answer = reqwest::Client::new().post(format!("{}/", self.url)).json(inv).timeout(Duration::from_secs(300)).send().await.unwrap();
-        let status = answer.status();
-        let body: Value = answer.json().await.unwrap_or(Value::Null);
-        assert_eq!(status, 200, "{}: {body}\nits log:\n{}", self.id, self.logs().await);
-        body
-    }
 }
 
 impl Drop for Container {
@@ -312,89 +303,124 @@ impl Drop for Container {
     }
 }
 
-/// Each amd64 function image answers `/_/health` and serves one real
-/// invocation against a local object store, chained as the DAG chains them;
-/// the orchestrator's image runs a one-step plan through the local gateway.
-fn serve_invocations(images: &Value) {
-    let media = support::media();
-    let rt_local = Runtime::up(&support::repo_pipeline(|yaml| yaml));
-    std::os::unix::fs::symlink(support::repo().join(".cache"), rt_local.dir.path().join(".cache")).unwrap();
-    let info: Value = serde_json::from_slice(&std::fs::read(rt_local.dir.path().join("state/runtime.json")).unwrap()).unwrap();
-    let store_url = info["store_url"].as_str().unwrap().to_string();
-    let gateway_url = rt_local.gateway.clone();
+/// The amd64 images as the `docker` target: deployed, verified end to end,
+/// limits on every container, scaled to zero and started again by a call;
+/// then a detector declared with too little memory fails, classified as
+/// out of memory in the answer and in the request state. One arm64 image
+/// starts under qemu.
+fn docker_target(ws: &Workspace, images: &Value) {
+    let xtask = |args: &[&str]| {
+        let out = ws.xtask(&[&["--target", "docker"], args].concat());
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        (out.status.code(), stdout, stderr)
+    };
+    let ok = |args: &[&str]| {
+        let (code, stdout, stderr) = xtask(args);
+        assert_eq!(code, Some(0), "xtask {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        stdout
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let docker = rt.block_on(async { bollard::Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap() });
+    let state = ws.path("state");
+    let containers = |function: &str| -> Vec<bollard::models::ContainerInspectResponse> {
+        rt.block_on(async {
+            let labels = vec![format!("dev.videosearcher.runtime={}", state.display()), format!("dev.videosearcher.function={function}")];
+            let filters = std::collections::HashMap::from([("label", labels)]);
+            let options = bollard::query_parameters::ListContainersOptionsBuilder::new().filters(&filters).build();
+            let mut found = Vec::new();
+            for summary in docker.list_containers(Some(options)).await.unwrap() {
+                let id = summary.id.unwrap();
+                found.push(docker.inspect_container(&id, None::<bollard::query_parameters::InspectContainerOptions>).await.unwrap());
+            }
+            found
+        })
+    };
+
+    let deployed = ok(&["deploy"]);
+    assert!(deployed.contains("gateway  http://127.0.0.1:"), "{deployed}");
+    let verified = ok(&["verify", "--json", ws.path("verify.json").to_str().unwrap()]);
+    assert!(verified.contains("verify: ok"), "{verified}");
+
+    // Every replica ran the built image, with its limits, on the host's network.
+    let summary: Value = serde_json::from_slice(&std::fs::read(ws.path("verify.json")).unwrap()).unwrap();
+    for function in FUNCTIONS {
+        let running = containers(function);
+        assert_eq!(running.len(), 1, "{function}: one container each (idle_timeout is 300s)");
+        let container = &running[0];
+        let host = container.host_config.as_ref().unwrap();
+        let declared_mb = summary["summary"][function]["memory_limit_mb"].as_u64().unwrap_or_else(|| panic!("{function} in {summary}"));
+        assert_eq!(host.memory, Some(declared_mb as i64 * 1024 * 1024), "{function}");
+        assert_eq!(host.memory_swap, host.memory, "{function}: no swap above the limit");
+        assert_eq!(host.network_mode.as_deref(), Some("host"), "{function}");
+        let platform = images["functions"][function]["platforms"]["linux/amd64"].clone();
+        assert_eq!(container.image.as_deref(), platform["image_id"].as_str(), "{function} runs the image the build made");
+    }
+    assert_eq!(containers("orchestrator")[0].host_config.as_ref().unwrap().nano_cpus, Some(500_000_000), "cpu: 0.5");
+
+    // Scaled to zero: no container; a call starts a new one.
+    let before = containers("detect-objects")[0].id.clone();
+    ok(&["scale", "detect-objects", "--replicas", "0"]);
+    assert!(containers("detect-objects").is_empty(), "scaled to zero");
+    let info: Value = serde_json::from_slice(&std::fs::read(state.join("runtime.json")).unwrap()).unwrap();
+    let gateway = info["gateway_url"].as_str().unwrap().to_string();
+    let health = rt.block_on(async { reqwest::get(format!("{gateway}/function/detect-objects/_/health")).await.unwrap().status() });
+    assert_eq!(health, 200);
+    let after = containers("detect-objects");
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0].id, before, "a cold start is a new container");
+
+    // An arm64 image, under qemu, answers its health path.
+    arm64_starts(&docker, &rt, images, &state, &info);
+
+    // A detector that cannot fit its memory: a classified failure, not a hang.
+    ok(&["teardown"]);
+    assert!(FUNCTIONS.iter().all(|f| containers(f).is_empty()), "teardown removes every container");
+    let yaml = std::fs::read_to_string(ws.path("pipeline.yaml")).unwrap();
+    let declared = "  detect-objects:\n    source: stages/detect-objects\n    memory: 512Mi\n";
+    assert!(yaml.contains(declared), "pipeline.yaml declares detect-objects with 512Mi");
+    std::fs::write(ws.path("pipeline.yaml"), yaml.replace(declared, &declared.replace("512Mi", "40Mi"))).unwrap();
+    ok(&["deploy"]);
+    let (code, stdout, stderr) = xtask(&["verify", "--json", ws.path("oom.json").to_str().unwrap()]);
+    assert_eq!(code, Some(1), "verify fails\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stderr.contains("\"code\":\"out_of_memory\""), "the answer names the failure: {stderr}");
+    let state_doc: Value = serde_json::from_slice(&std::fs::read(ws.path("oom.json")).unwrap()).unwrap();
+    assert_eq!(state_doc["status"], "failed", "{state_doc}");
+    assert_eq!(state_doc["error"]["function"], "detect-objects", "{state_doc}");
+    assert_eq!(state_doc["error"]["code"], "out_of_memory", "{state_doc}");
+    let message = state_doc["error"]["message"].as_str().unwrap();
+    assert!(message.contains("memory limit of 40Mi") && message.contains("functions.detect-objects.memory"), "{message}");
+    let attempts: Vec<&Value> = state_doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|step| step["function"] == "detect-objects")
+        .flat_map(|step| step["attempts"].as_array().unwrap())
+        .collect();
+    assert!(!attempts.is_empty(), "detect-objects was called: {state_doc}");
+    assert!(attempts.iter().all(|a| a["error"]["code"] == "out_of_memory"), "{attempts:?}");
+    ok(&["teardown"]);
+    std::fs::write(ws.path("pipeline.yaml"), yaml).unwrap();
+}
+
+/// One arm64 function image starts under qemu and answers its health path,
+/// against the docker target's store.
+fn arm64_starts(docker: &bollard::Docker, rt: &tokio::runtime::Runtime, images: &Value, state: &Path, info: &Value) {
     // The secrets, readable by the image's user.
     let secrets = tempfile::tempdir().unwrap();
     for name in ["s3-access-key", "s3-secret-key"] {
-        std::fs::copy(rt_local.dir.path().join("state/secrets").join(name), secrets.path().join(name)).unwrap();
+        std::fs::copy(state.join("secrets").join(name), secrets.path().join(name)).unwrap();
         std::fs::set_permissions(secrets.path().join(name), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     }
     std::fs::set_permissions(secrets.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let reference = |function: &str, arch: &str| {
-        let set = &images["functions"][function];
-        format!("{}:{}", set["repository"].as_str().unwrap(), set["platforms"][format!("linux/{arch}")]["tag"].as_str().unwrap())
-    };
+    let set = &images["functions"]["cut-clips"];
+    let reference = format!("{}:{}", set["repository"].as_str().unwrap(), set["platforms"]["linux/arm64"]["tag"].as_str().unwrap());
     let env = vec![
-        format!("S3_ENDPOINT={store_url}"),
+        format!("S3_ENDPOINT={}", info["store_url"].as_str().unwrap()),
         format!("S3_BUCKET={}", info["bucket"].as_str().unwrap()),
         "S3_REGION=us-east-1".to_string(),
-        "VS_DETECTOR_MODEL=/opt/videosearcher/models/centerface.onnx".to_string(),
-        format!("GATEWAY_URL={gateway_url}"),
-        format!(
-            "VS_PLAN={}",
-            json!({"steps": [{"function": "extract-audio", "timeout_ms": 60000}], "retry": {"attempts": 1, "backoff_ms": 100}})
-        ),
     ];
-    let request_id = "images-1";
-    let video = rt_local.upload(Path::new(media["video"].as_str().unwrap()), &format!("requests/{request_id}/input/video.mp4"));
-
-    let rt = &rt_local.rt;
     rt.block_on(async {
-        let docker = bollard::Docker::connect_with_local_defaults().unwrap().negotiate_version().await.unwrap();
-        let one = |name: &str, artifact: &Value| (name.to_string(), serde_json::from_value::<Artifact>(artifact.clone()).unwrap());
-        let mut artifacts: Artifacts = Artifacts::from([("video".to_string(), Artifact::One(video.clone()))]);
-        let mut calls = 0;
-        for (function, scope) in [
-            ("extract-audio", None),
-            ("detect-speech", None),
-            ("cut-clips", None),
-            ("compress-clip", Some("clip-0000")),
-            ("transcribe", Some("clip-0000")),
-            ("sample-frames", Some("clip-0000")),
-            ("detect-objects", Some("clip-0000")),
-        ] {
-            if function == "compress-clip" {
-                let Artifact::Many(clips) = &artifacts["clips"] else { panic!("clips is a list: {artifacts:?}") };
-                let first = clips.first().cloned().expect("at least one clip");
-                artifacts.insert("clip".into(), Artifact::One(first));
-            }
-            let container = Container::start(&docker, &reference(function, "amd64"), "linux/amd64", env.clone(), secrets.path()).await;
-            container.healthy(Duration::from_secs(30)).await;
-            let inv = Invocation { request_id: request_id.into(), scope: scope.map(String::from), inputs: artifacts.clone() };
-            let answer = container.invoke(&inv).await;
-            let outputs = answer["outputs"].as_object().unwrap_or_else(|| panic!("{function}: no outputs in {answer}"));
-            assert!(!outputs.is_empty(), "{function} produced nothing: {answer}");
-            for (name, value) in outputs {
-                let (name, artifact) = one(name, value);
-                artifacts.insert(name, artifact);
-            }
-            calls += 1;
-        }
-        assert_eq!(calls, 7);
-        assert!(artifacts.contains_key("detections"), "{artifacts:?}");
-
-        // The orchestrator's image drives a one-step plan through the local gateway.
-        let container = Container::start(&docker, &reference("orchestrator", "amd64"), "linux/amd64", env.clone(), secrets.path()).await;
-        container.healthy(Duration::from_secs(30)).await;
-        let inv = Invocation {
-            request_id: "images-2".into(),
-            scope: None,
-            inputs: Artifacts::from([("video".to_string(), Artifact::One(video.clone()))]),
-        };
-        let answer = container.invoke(&inv).await;
-        assert!(answer["outputs"]["state"].is_string(), "{answer}");
-
-        // An arm64 image, under qemu.
-        let container = Container::start(&docker, &reference("cut-clips", "arm64"), "linux/arm64", env.clone(), secrets.path()).await;
+        let container = Container::start(docker, &reference, "linux/arm64", env, secrets.path()).await;
         container.healthy(Duration::from_secs(60)).await;
     });
 }

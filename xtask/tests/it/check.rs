@@ -136,10 +136,10 @@ fn missing_file_is_an_error_with_its_cause() {
 fn bad_yaml_points_at_unclosed_list() {
     Fixture::good().replace("cut-clips]", "cut-clips").fails(expect![[r#"
         error: invalid YAML: did not find expected ',' or ']'
-           --> pipeline.yaml:151:10
-        151 |   fan_out:
+           --> pipeline.yaml:159:10
+        159 |   fan_out:
             |          ^
-        help: while parsing a flow sequence that starts at 150:10: check its indentation and that its brackets and quotes are closed
+        help: while parsing a flow sequence that starts at 158:10: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -147,10 +147,10 @@ fn bad_yaml_points_at_unclosed_list() {
 fn tab_indentation_is_bad_yaml() {
     Fixture::good().replace("    cpu: 0.5\n", "\tcpu: 0.5\n").fails(expect![[r#"
         error: invalid YAML: found a tab character that violates indentation
-          --> pipeline.yaml:75:1
-        75 |  cpu: 0.5
+          --> pipeline.yaml:83:1
+        83 |  cpu: 0.5
            | ^
-        help: while scanning a plain scalar that starts at 74:13: check its indentation and that its brackets and quotes are closed
+        help: while scanning a plain scalar that starts at 82:13: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -160,8 +160,8 @@ fn unknown_key_suggests_timeout() {
         .replace_after("  transcribe:\n", "    timeout:", "    timeot:")
         .fails(expect![[r#"
             error: unknown key `timeot` in `functions.transcribe`
-               --> pipeline.yaml:116:5
-            116 |     timeot: 120s
+               --> pipeline.yaml:124:5
+            124 |     timeot: 120s
                 |     ^^^^^^
             help: did you mean `timeout`? `functions.transcribe` accepts: `source`, `memory`, `cpu`, `timeout`, `max_inflight`, `scale`, `env`, `secrets`, `assets`
         "#]]);
@@ -186,8 +186,8 @@ fn missing_key_points_at_its_mapping() {
         .replace("    cpu: 0.5\n", "")
         .fails(expect![[r#"
             error: `functions.orchestrator` is missing `cpu`
-              --> pipeline.yaml:72:3
-            72 |   orchestrator:
+              --> pipeline.yaml:80:3
+            80 |   orchestrator:
                |   ^^^^^^^^^^^^
             help: add `cpu:` to `functions.orchestrator`
         "#]]);
@@ -199,8 +199,8 @@ fn wrong_type_names_the_expected_type() {
         .replace("max_inflight: 32", "max_inflight: lots")
         .fails(expect![[r#"
             error: `functions.orchestrator.max_inflight` must be a whole number, found string "lots"
-              --> pipeline.yaml:77:19
-            77 |     max_inflight: lots
+              --> pipeline.yaml:85:19
+            85 |     max_inflight: lots
                |                   ^^^^
             help: write a whole number here
         "#]]);
@@ -211,12 +211,12 @@ fn unknown_target_kind_lists_known_kinds() {
     Fixture::good()
         .replace("kind: local", "kind: kubernetes")
         .fails(expect![[r#"
-        error: unknown target kind `kubernetes` at `targets.local.kind`
-          --> pipeline.yaml:24:11
-        24 |     kind: kubernetes
-           |           ^^^^^^^^^^
-        help: known kinds: `local`
-    "#]]);
+            error: unknown target kind `kubernetes` at `targets.local.kind`
+              --> pipeline.yaml:24:11
+            24 |     kind: kubernetes
+               |           ^^^^^^^^^^
+            help: known kinds: `local`, `docker`
+        "#]]);
 }
 
 #[test]
@@ -225,10 +225,10 @@ fn duplicate_function_points_at_second_declaration() {
         .replace("  detect-speech:\n", "  extract-audio:\n")
         .fails(expect![[r#"
             error: function `extract-audio` is declared twice
-              --> pipeline.yaml:88:3
-            88 |   extract-audio:
+              --> pipeline.yaml:96:3
+            96 |   extract-audio:
                |   ^^^^^^^^^^^^^
-            help: function names are unique: rename or remove one (the first is at line 80)
+            help: function names are unique: rename or remove one (the first is at line 88)
         "#]]);
 }
 
@@ -238,10 +238,10 @@ fn duplicate_key_points_at_second_one() {
         .replace("    cpu: 0.5\n", "    cpu: 0.5\n    cpu: 1\n")
         .fails(expect![[r#"
             error: key `cpu` appears twice in `functions.orchestrator`
-              --> pipeline.yaml:76:5
-            76 |     cpu: 1
+              --> pipeline.yaml:84:5
+            84 |     cpu: 1
                |     ^^^
-            help: keep one of them (the first is at line 75)
+            help: keep one of them (the first is at line 83)
         "#]]);
 }
 
@@ -251,8 +251,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:159:1
-        159 | ---
+           --> pipeline.yaml:167:1
+        167 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -262,8 +262,8 @@ fn second_yaml_document_is_rejected() {
 fn unknown_step_suggests_declared_function() {
     Fixture::good().replace("cut-clips]", "cut-clip]").fails(expect![[r#"
         error: unknown function `cut-clip` in `dag.steps`
-           --> pipeline.yaml:150:41
-        150 |   steps: [extract-audio, detect-speech, cut-clip]
+           --> pipeline.yaml:158:41
+        158 |   steps: [extract-audio, detect-speech, cut-clip]
             |                                         ^^^^^^^^
         help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
     "#]]);
@@ -273,8 +273,8 @@ fn unknown_step_suggests_declared_function() {
 fn unknown_entry_suggests_declared_function() {
     Fixture::good().replace("entry: orchestrator", "entry: orchestrater").fails(expect![[r#"
         error: unknown function `orchestrater` in `dag.entry`
-           --> pipeline.yaml:149:10
-        149 |   entry: orchestrater
+           --> pipeline.yaml:157:10
+        157 |   entry: orchestrater
             |          ^^^^^^^^^^^^
         help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
     "#]]);
@@ -286,10 +286,10 @@ fn dag_cycle_points_at_second_use() {
         .replace("[compress-clip, transcribe,", "[compress-clip, transcribe, cut-clips,")
         .fails(expect![[r#"
             error: function `cut-clips` appears twice in the DAG (a cycle)
-               --> pipeline.yaml:155:40
-            155 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
+               --> pipeline.yaml:163:40
+            163 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
                 |                                        ^^^^^^^^^
-            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 150)
+            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 158)
         "#]]);
 }
 
@@ -302,8 +302,8 @@ fn entry_listed_as_step_is_a_cycle() {
         )
         .fails(expect![[r#"
             error: the entry `orchestrator` is also a step: the DAG would call itself (a cycle)
-               --> pipeline.yaml:150:11
-            150 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
+               --> pipeline.yaml:158:11
+            158 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
                 |           ^^^^^^^^^^^^
             help: remove `orchestrator` here: the entry runs the steps and is not one of them
         "#]]);
@@ -315,8 +315,8 @@ fn function_outside_dag_is_rejected() {
         .replace("[compress-clip, transcribe,", "[compress-clip,")
         .fails(expect![[r#"
             error: function `transcribe` is not in the DAG
-               --> pipeline.yaml:112:3
-            112 |   transcribe:
+               --> pipeline.yaml:120:3
+            120 |   transcribe:
                 |   ^^^^^^^^^^
             help: add it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`
         "#]]);
@@ -328,8 +328,8 @@ fn undeclared_secret_suggests_declared_one() {
         .replace_after("  transcribe:\n", "s3-secret-key]", "s3-secret-ky]")
         .fails(expect![[r#"
             error: function `transcribe` uses undeclared secret `s3-secret-ky`
-               --> pipeline.yaml:119:30
-            119 |     secrets: [s3-access-key, s3-secret-ky]
+               --> pipeline.yaml:127:30
+            127 |     secrets: [s3-access-key, s3-secret-ky]
                 |                              ^^^^^^^^^^^^
             help: did you mean `s3-secret-key`? declare it under `secrets:` or fix the name
         "#]]);
@@ -357,8 +357,8 @@ fn missing_source_folder_points_at_source() {
         .replace("source: stages/transcribe", "source: stages/transcriber")
         .fails(expect![[r#"
             error: source folder `stages/transcriber` of function `transcribe` does not exist
-               --> pipeline.yaml:113:13
-            113 |     source: stages/transcriber
+               --> pipeline.yaml:121:13
+            121 |     source: stages/transcriber
                 |             ^^^^^^^^^^^^^^^^^^
             help: `source` is relative to the pipeline file's folder: looked for $DIR/stages/transcriber
         "#]]);
@@ -370,8 +370,8 @@ fn memory_above_64gi_is_rejected() {
         .replace("memory: 128Mi", "memory: 65Gi")
         .fails(expect![[r#"
             error: function `orchestrator` memory 65Gi exceeds the 64Gi limit
-              --> pipeline.yaml:74:13
-            74 |     memory: 65Gi
+              --> pipeline.yaml:82:13
+            82 |     memory: 65Gi
                |             ^^^^
             help: lower it to `64Gi` or less
         "#]]);
@@ -383,8 +383,8 @@ fn zero_memory_is_rejected() {
         .replace("memory: 128Mi", "memory: 0Mi")
         .fails(expect![[r#"
             error: function `orchestrator` memory is 0
-              --> pipeline.yaml:74:13
-            74 |     memory: 0Mi
+              --> pipeline.yaml:82:13
+            82 |     memory: 0Mi
                |             ^^^
             help: give it what one replica needs, like `256Mi`
         "#]]);
@@ -396,8 +396,8 @@ fn memory_with_unknown_unit_is_rejected() {
         .replace("memory: 128Mi", "memory: 128MB")
         .fails(expect![[r#"
             error: function `orchestrator` memory `128MB` has an unknown unit `MB`
-              --> pipeline.yaml:74:13
-            74 |     memory: 128MB
+              --> pipeline.yaml:82:13
+            82 |     memory: 128MB
                |             ^^^^^
             help: write it like `256Mi`, `1Gi` or `512M`
         "#]]);
@@ -409,8 +409,8 @@ fn cpu_must_be_above_zero() {
         .replace("cpu: 0.5", "cpu: 0m")
         .fails(expect![[r#"
             error: function `orchestrator` cpu 0m is not above 0
-              --> pipeline.yaml:75:10
-            75 |     cpu: 0m
+              --> pipeline.yaml:83:10
+            83 |     cpu: 0m
                |          ^^
             help: write cores like `0.5` or `1`, or millicores like `500m`
         "#]]);
@@ -422,8 +422,8 @@ fn scale_min_above_max_points_at_min() {
         .replace("scale: { min: 1, max: 2 }", "scale: { min: 3, max: 2 }")
         .fails(expect![[r#"
             error: function `orchestrator` scale min 3 exceeds max 2
-              --> pipeline.yaml:78:19
-            78 |     scale: { min: 3, max: 2 }
+              --> pipeline.yaml:86:19
+            86 |     scale: { min: 3, max: 2 }
                |                   ^
             help: lower `min` or raise `max`
         "#]]);
@@ -435,8 +435,8 @@ fn scale_max_zero_is_rejected() {
         .replace("scale: { min: 1, max: 2 }", "scale: { min: 0, max: 0 }")
         .fails(expect![[r#"
             error: function `orchestrator` scale max is 0: it could never run
-              --> pipeline.yaml:78:27
-            78 |     scale: { min: 0, max: 0 }
+              --> pipeline.yaml:86:27
+            86 |     scale: { min: 0, max: 0 }
                |                           ^
             help: use 1 or more (`min: 0` already lets it scale to zero)
         "#]]);
@@ -448,8 +448,8 @@ fn max_inflight_zero_is_rejected() {
         .replace("max_inflight: 32", "max_inflight: 0")
         .fails(expect![[r#"
             error: function `orchestrator` max_inflight is 0: it could never take a request
-              --> pipeline.yaml:77:19
-            77 |     max_inflight: 0
+              --> pipeline.yaml:85:19
+            85 |     max_inflight: 0
                |                   ^
             help: use 1 or more
         "#]]);
@@ -461,8 +461,8 @@ fn function_timeout_above_gateway_budget_is_rejected() {
         .replace_after("  transcribe:\n", "timeout: 120s", "timeout: 700s")
         .fails(expect![[r#"
             error: function `transcribe` timeout 700s exceeds the gateway budget 600s
-               --> pipeline.yaml:116:14
-            116 |     timeout: 700s
+               --> pipeline.yaml:124:14
+            124 |     timeout: 700s
                 |              ^^^^
             help: raise `gateway.timeout` or lower this one
         "#]]);
@@ -472,8 +472,8 @@ fn function_timeout_above_gateway_budget_is_rejected() {
 fn entry_timeout_must_cover_the_steps() {
     Fixture::good().replace("timeout: 580s", "timeout: 500s").fails(expect![[r#"
         error: entry `orchestrator` timeout 500s is shorter than the steps it waits for (540s)
-          --> pipeline.yaml:76:14
-        76 |     timeout: 500s
+          --> pipeline.yaml:84:14
+        84 |     timeout: 500s
            |              ^^^^
         help: the entry waits for extract-audio 60s + detect-speech 60s + cut-clips 120s + compress-clip 60s + transcribe 120s + sample-frames 30s + detect-objects 90s = 540s; raise its timeout to >= 540s or lower the steps' timeouts
     "#]]);
@@ -485,8 +485,8 @@ fn duration_without_unit_is_rejected() {
         .replace("backoff: 500ms", "backoff: 500")
         .fails(expect![[r#"
             error: duration `500` at `dag.retry.backoff` has no unit
-               --> pipeline.yaml:158:14
-            158 |     backoff: 500
+               --> pipeline.yaml:166:14
+            166 |     backoff: 500
                 |              ^^^
             help: write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`
         "#]]);
@@ -498,8 +498,8 @@ fn fan_out_max_parallel_zero_is_rejected() {
         .replace("max_parallel: 4", "max_parallel: 0")
         .fails(expect![[r#"
             error: `dag.fan_out.max_parallel` is 0: no item would run
-               --> pipeline.yaml:154:19
-            154 |     max_parallel: 0
+               --> pipeline.yaml:162:19
+            162 |     max_parallel: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -511,8 +511,8 @@ fn retry_attempts_zero_is_rejected() {
         .replace("attempts: 3", "attempts: 0")
         .fails(expect![[r#"
             error: `dag.retry.attempts` is 0: no step would ever run
-               --> pipeline.yaml:157:15
-            157 |     attempts: 0
+               --> pipeline.yaml:165:15
+            165 |     attempts: 0
                 |               ^
             help: use 1 for no retries, or more
         "#]]);
@@ -524,8 +524,8 @@ fn top_db_min_above_max_is_rejected() {
         .replace("top_db: { min: 24,", "top_db: { min: 50,")
         .fails(expect![[r#"
             error: `parameters.speech.top_db` min 50 exceeds max 49
-              --> pipeline.yaml:52:20
-            52 |     top_db: { min: 50, max: 49 }
+              --> pipeline.yaml:60:20
+            60 |     top_db: { min: 50, max: 49 }
                |                    ^^
             help: lower `min` or raise `max`
         "#]]);
@@ -540,8 +540,8 @@ fn sentence_min_must_be_below_max() {
         )
         .fails(expect![[r#"
             error: `parameters.speech.sentence_seconds` min 30 must be below max 30
-              --> pipeline.yaml:53:30
-            53 |     sentence_seconds: { min: 30, max: 30 }
+              --> pipeline.yaml:61:30
+            61 |     sentence_seconds: { min: 30, max: 30 }
                |                              ^^
             help: lower `min` or raise `max` (min < max)
         "#]]);
@@ -553,8 +553,8 @@ fn frames_per_minute_zero_is_rejected() {
         .replace("per_minute: 12", "per_minute: 0")
         .fails(expect![[r#"
             error: `parameters.frames.per_minute` is 0: no frame would be sampled
-              --> pipeline.yaml:58:17
-            58 |     per_minute: 0
+              --> pipeline.yaml:66:17
+            66 |     per_minute: 0
                |                 ^
             help: sample at least 1 frame per minute
         "#]]);
@@ -566,8 +566,8 @@ fn score_threshold_outside_unit_interval_is_rejected() {
         .replace("score_threshold: 0.5", "score_threshold: 1.5")
         .fails(expect![[r#"
             error: `parameters.detector.score_threshold` 1.5 is outside 0..1
-              --> pipeline.yaml:62:22
-            62 |     score_threshold: 1.5
+              --> pipeline.yaml:70:22
+            70 |     score_threshold: 1.5
                |                      ^^^
             help: use a fraction between 0 and 1, like 0.5
         "#]]);
@@ -579,8 +579,8 @@ fn nms_iou_outside_unit_interval_is_rejected() {
         .replace("nms_iou: 0.3", "nms_iou: -0.3")
         .fails(expect![[r#"
             error: `parameters.detector.nms_iou` -0.3 is outside 0..1
-              --> pipeline.yaml:63:14
-            63 |     nms_iou: -0.3
+              --> pipeline.yaml:71:14
+            71 |     nms_iou: -0.3
                |              ^^^^
             help: use a fraction between 0 and 1, like 0.5
         "#]]);
@@ -592,8 +592,8 @@ fn zero_sample_rate_is_rejected() {
         .replace("audio_sample_rate: 16000", "audio_sample_rate: 0")
         .fails(expect![[r#"
             error: `parameters.compress.audio_sample_rate` is 0
-              --> pipeline.yaml:56:24
-            56 |     audio_sample_rate: 0
+              --> pipeline.yaml:64:24
+            64 |     audio_sample_rate: 0
                |                        ^
             help: use a sample rate in Hz, like 16000 or 22050
         "#]]);
@@ -605,8 +605,8 @@ fn env_cannot_override_parameters() {
         .replace("RUST_LOG: info", "VS_FRAMES_PER_MINUTE: 3")
         .fails(expect![[r#"
             error: function `detect-objects` cannot set environment variable `VS_FRAMES_PER_MINUTE`
-               --> pipeline.yaml:136:7
-            136 |       VS_FRAMES_PER_MINUTE: 3
+               --> pipeline.yaml:144:7
+            144 |       VS_FRAMES_PER_MINUTE: 3
                 |       ^^^^^^^^^^^^^^^^^^^^
             help: `VS_*` variables come from `parameters:`; change the parameter there
         "#]]);
@@ -618,8 +618,8 @@ fn fan_out_item_must_differ_from_its_list() {
         .replace("item: clip", "item: clips")
         .fails(expect![[r#"
             error: `dag.fan_out.item` `clips` is not a usable artifact name
-               --> pipeline.yaml:153:11
-            153 |     item: clips
+               --> pipeline.yaml:161:11
+            161 |     item: clips
                 |           ^^^^^
             help: name one item of `clips` in lowercase, other than the list, like `clip`
         "#]]);
@@ -631,8 +631,8 @@ fn unknown_platform_is_pointed_at_with_a_suggestion() {
         .replace("platforms: [linux/amd64, linux/arm64]", "platforms: [linux/amd64, linux/arm]")
         .fails(expect![[r#"
             error: unknown platform `linux/arm`
-              --> pipeline.yaml:40:28
-            40 |   platforms: [linux/amd64, linux/arm]
+              --> pipeline.yaml:48:28
+            48 |   platforms: [linux/amd64, linux/arm]
                |                            ^^^^^^^^^
             help: did you mean `linux/arm64`? known platforms: `linux/amd64`, `linux/arm64`
         "#]]);
@@ -644,8 +644,8 @@ fn registry_with_a_scheme_is_refused() {
         .replace("registry: 127.0.0.1:5000/videosearcher", "registry: http://127.0.0.1:5000/videosearcher")
         .fails(expect![[r#"
             error: `build.registry` has a scheme `http://`
-              --> pipeline.yaml:42:13
-            42 |   registry: http://127.0.0.1:5000/videosearcher
+              --> pipeline.yaml:50:13
+            50 |   registry: http://127.0.0.1:5000/videosearcher
                |             ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
             help: write a registry host with a path, like `127.0.0.1:5000/videosearcher`: image references carry no scheme
         "#]]);
@@ -657,8 +657,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
         .replace("to: /opt/videosearcher/models/centerface.onnx", "to: models/centerface.onnx")
         .fails(expect![[r#"
             error: asset destination `models/centerface.onnx` is not an absolute file path
-               --> pipeline.yaml:142:13
-            142 |         to: models/centerface.onnx
+               --> pipeline.yaml:150:13
+            150 |         to: models/centerface.onnx
                 |             ^^^^^^^^^^^^^^^^^^^^^^
             help: write where the file goes inside the image, like `/opt/videosearcher/models/model.onnx`
         "#]]);
@@ -668,8 +668,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
 fn base_folder_without_its_recipe_is_pointed_at() {
     Fixture::good().replace("base: base-image", "base: no-such-folder").fails(expect![[r#"
         error: base image folder `no-such-folder` has no `Dockerfile`
-          --> pipeline.yaml:35:9
-        35 |   base: no-such-folder
+          --> pipeline.yaml:43:9
+        43 |   base: no-such-folder
            |         ^^^^^^^^^^^^^^
         help: `base` is relative to the pipeline file's folder and holds `Dockerfile` and `packages`: looked in $DIR/no-such-folder
     "#]]);

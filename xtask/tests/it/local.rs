@@ -230,7 +230,7 @@ fn up_cold_starts_functions_and_down_stops_them() {
     assert!(!local.state().join("runtime.json").exists());
 
     let status = local.xtask_ok(&["status"]);
-    assert!(status.contains("no local runtime is running"), "{status}");
+    assert!(status.contains("nothing is deployed"), "{status}");
     assert!(local.xtask_ok(&["down"]).contains("no local runtime is running"));
 }
 

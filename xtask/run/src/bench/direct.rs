@@ -66,7 +66,7 @@ impl Direct {
             nms_iou: p.detector.nms_iou as f32,
             input_size: p.detector.input_size,
         };
-        let detector = Detector::load(pipeline.dir.join(&p.detector.model), decoder, config)?;
+        let detector = Detector::load(pipeline.detector_model(), decoder, config)?;
         Ok(Direct {
             sample_rate: p.speech.sample_rate,
             speech: SpeechParams {

@@ -20,42 +20,50 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use stage_runtime::Store;
 
+use crate::deploy::{Embedded, Endpoints, Target as _};
 use crate::flags;
-use crate::local::{self, RuntimeInfo, StateDir};
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, TargetKind};
 use crate::verify;
 use direct::Direct;
 use report::{Figures, Invocation, Request};
 
-/// Measure, print the figures and write them to `<state_dir>/bench.json`.
-pub fn run(pipeline: &Pipeline, target: &str, flags: &flags::Bench) -> anyhow::Result<()> {
+/// Measure, print the figures and write them to `<state_dir>/bench.json`
+/// (`.xtask/bench-<target>` unless `--state-dir` says otherwise).
+pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Bench) -> anyhow::Result<()> {
     if flags.runs == 0 {
         bail!("--runs 0 leaves nothing to take a median of\nhelp: use --runs 3 or more");
+    }
+    let (name, target) = pipeline.target(global.target.as_deref())?;
+    if !matches!(target.kind, TargetKind::Local(_)) {
+        bail!(
+            "`cargo xtask bench` measures the CPU time of the runtime's process tree, which only holds the replicas of a `local` target; target `{name}` is `{}`\nhelp: use `--target` with a `local` target",
+            target.kind.name()
+        );
     }
     // Free ports for the bench's own runtime, which inherits them. Set before
     // this process starts any thread.
     for var in ["XTASK_GATEWAY_PORT", "XTASK_STORE_PORT"] {
         std::env::set_var(var, "0");
     }
-    let state = StateDir::new(&flags.state_dir)?;
-    if let Some(info) = state.running()? {
+    let state_dir = global.state_dir.clone().unwrap_or_else(|| Path::new(".xtask").join(format!("bench-{name}")));
+    let target = Embedded::new(pipeline, name, target.kind.clone(), &state_dir)?;
+    if let Some(pid) = target.runtime_pid()? {
         bail!(
-            "a local runtime already runs for {} (pid {}); its functions may be warm, so the first request would not be cold\n\
-             help: stop it with `cargo xtask down --state-dir {}`",
-            state.root.display(),
-            info.pid,
-            flags.state_dir.display()
+            "a local runtime already runs for {} (pid {pid}); its functions may be warm, so the first request would not be cold\n\
+             help: stop it with `cargo xtask teardown --target {name} --state-dir {}`",
+            state_dir.display(),
+            state_dir.display()
         );
     }
-    crate::model::ensure(&pipeline.dir.join(&pipeline.parameters.detector.model))?;
     let media = crate::media::synthesize(&pipeline.dir.join(".cache/media"))?;
+    crate::model::ensure(&pipeline.detector_model())?;
     // Loaded before anything is timed, as a warm detect-objects holds it.
     let direct = Arc::new(Direct::new(pipeline)?);
 
     let load_before = load_average();
-    local::up(pipeline, target, &flags::Up { foreground: false, state_dir: flags.state_dir.clone() })?;
-    let measured = measure(pipeline, &state, direct, &media.video, flags.runs);
-    let stopped = local::down(&flags::Down { state_dir: flags.state_dir.clone() });
+    target.deploy()?;
+    let measured = measure(pipeline, &target, direct, &media.video, flags.runs);
+    let stopped = target.teardown();
     let (cold, warm, direct) = match measured {
         Ok(runs) => runs,
         Err(err) => {
@@ -69,7 +77,7 @@ pub fn run(pipeline: &Pipeline, target: &str, flags: &flags::Bench) -> anyhow::R
     let figures = Figures::new(&media.video, cold, warm, direct, [load_before, load_average()])?;
     println!();
     figures.print();
-    let path = state.root.join("bench.json");
+    let path = state_dir.join("bench.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&figures)?).with_context(|| format!("write {}", path.display()))?;
     println!("figures: {}", path.display());
     stopped.context("the runtime the bench started did not stop")
@@ -79,14 +87,19 @@ pub fn run(pipeline: &Pipeline, target: &str, flags: &flags::Bench) -> anyhow::R
 /// Ctrl-C stops it with an error, so the caller still stops the runtime.
 fn measure(
     pipeline: &Pipeline,
-    state: &StateDir,
+    target: &Embedded,
     direct: Arc<Direct>,
     video: &Path,
     runs: usize,
 ) -> anyhow::Result<(Request, Vec<Request>, Vec<direct::DirectRun>)> {
-    let info = state.running()?.context("the runtime the bench started is not running")?;
+    let endpoints = target.endpoints()?;
+    let pid = target.runtime_pid()?.context("the runtime the bench started is not running")?;
     let rt = tokio::runtime::Runtime::new()?;
-    let store = verify::store_client(pipeline, state, &info, &rt)?;
+    let store = {
+        let _guard = rt.enter();
+        endpoints.store()?
+    };
+    let info = Runtime { endpoints, pid };
     let progress = indicatif::ProgressBar::new(1 + 2 * runs as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{bar:24}] {pos}/{len} {wide_msg}")?.progress_chars("=> "),
@@ -94,7 +107,7 @@ fn measure(
     progress.enable_steady_tick(Duration::from_millis(120));
     let session = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let all = async {
-        verify::preflight(pipeline, &info.gateway_url, &store).await?;
+        verify::preflight(pipeline, &info.endpoints.gateway_url, &store).await?;
         let cold = request(pipeline, &info, &store, video, format!("bench-{session}-cold"), &progress).await?;
         progress.inc(1);
         let (mut warm, mut direct_runs) = (Vec::new(), Vec::new());
@@ -142,14 +155,14 @@ async fn direct_run(
 /// One request through the gateway, and the invocations its state document records.
 async fn request(
     pipeline: &Pipeline,
-    info: &RuntimeInfo,
+    info: &Runtime,
     store: &Store,
     video: &Path,
     request_id: String,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Request> {
     let before = cpu::tree_seconds(info.pid);
-    let outcome = verify::send(pipeline, &info.gateway_url, store, video, request_id, progress).await?;
+    let outcome = verify::send(pipeline, &info.endpoints.gateway_url, store, video, request_id, progress).await?.succeeded()?;
     let cpu_s = cpu::tree_seconds(info.pid) - before;
     let mut invocations = Vec::new();
     let mut linear_ms = std::collections::BTreeMap::new();
@@ -180,6 +193,12 @@ async fn request(
         linear_ms,
         invocations,
     })
+}
+
+/// The bench's runtime: where it answers, and the root of its process tree.
+struct Runtime {
+    endpoints: Endpoints,
+    pid: u32,
 }
 
 /// The 1-minute load average, to judge how busy the machine was.

@@ -2,7 +2,6 @@
 //! proxies to the function's process (starting it first when none runs);
 //! `/system/*` lists and scales them.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -13,11 +12,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use futures::StreamExt as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use stage_runtime::{ErrorKind, ErrorResponse, StageError};
 
+use super::replica::Program;
+use crate::deploy::{FunctionStatus, Limits};
 use super::scaler::{Function, Functions, MARGIN};
-use crate::pipeline::format_duration;
+use crate::pipeline::contract;
 
 pub fn router(functions: Arc<Functions>) -> Router {
     Router::new()
@@ -32,30 +33,6 @@ pub fn router(functions: Arc<Functions>) -> Router {
         .with_state(functions)
 }
 
-/// A function as OpenFaaS's `GET /system/functions` describes it.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionStatus {
-    pub name: String,
-    pub image: String,
-    pub namespace: String,
-    pub env_process: String,
-    pub env_vars: BTreeMap<String, String>,
-    pub labels: BTreeMap<String, String>,
-    pub annotations: BTreeMap<String, String>,
-    pub secrets: Vec<String>,
-    pub limits: Limits,
-    pub replicas: u64,
-    pub available_replicas: u64,
-    pub invocation_count: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Limits {
-    pub memory: String,
-    pub cpu: String,
-}
-
 fn status(function: &Function) -> FunctionStatus {
     let spec = &function.spec;
     let replicas = function.replicas();
@@ -66,22 +43,21 @@ fn status(function: &Function) -> FunctionStatus {
         .filter(|(key, _)| spec.env.contains_key(key) || matches!(key.as_str(), "exec_timeout" | "max_inflight"))
         .cloned()
         .collect();
-    let cpu =
-        if spec.cpu.fract() == 0.0 { format!("{}", spec.cpu) } else { format!("{}m", (spec.cpu * 1000.0).round()) };
+    let program = &function.launch().program;
+    let (image, env_process) = match program {
+        Program::Binary { .. } => ("local".to_string(), program.describe()),
+        Program::Image { reference, .. } => (reference.clone(), String::new()),
+    };
     FunctionStatus {
         name: spec.name.clone(),
-        image: "local".into(),
+        image,
         namespace: "local".into(),
-        env_process: function.binary().display().to_string(),
+        env_process,
         env_vars,
-        labels: BTreeMap::from([
-            ("faas_function".into(), spec.name.clone()),
-            ("com.openfaas.scale.min".into(), spec.scale.min.to_string()),
-            ("com.openfaas.scale.max".into(), spec.scale.max.to_string()),
-        ]),
-        annotations: BTreeMap::from([("com.openfaas.timeout".into(), format_duration(spec.timeout))]),
+        labels: contract::labels(spec),
+        annotations: contract::annotations(spec),
         secrets: spec.secrets.clone(),
-        limits: Limits { memory: format!("{}Mi", spec.memory_mb), cpu },
+        limits: Some(Limits { memory: contract::memory(spec), cpu: contract::cpu(spec) }),
         replicas: replicas.replicas,
         available_replicas: replicas.available,
         invocation_count: function.invocations.load(Ordering::SeqCst),
@@ -178,6 +154,9 @@ async fn proxy(State(functions): State<Arc<Functions>>, request: Request) -> Res
             return error(&name, StageError::new(ErrorKind::Timeout, "gateway_timeout", message));
         }
         Err(e) => {
+            if let Some(killed) = functions.out_of_memory(function, &url).await {
+                return error(&name, killed);
+            }
             let message = format!("function `{name}` did not answer: {}", chain(&e));
             return error(&name, StageError::new(ErrorKind::BadGateway, "bad_gateway", message));
         }

@@ -1,16 +1,21 @@
-//! Embedded local runtime: object store, gateway, scaler.
+//! Embedded local runtime: object store, gateway, scaler, and the replicas
+//! of the functions (processes for `kind: local`, containers for `kind: docker`).
 //!
-//! `up` builds the function binaries and starts `up --foreground` in the
-//! background; that process owns everything (store, gateway, function
-//! processes) and records itself in `<state>/runtime.json`. `down`, `status`
-//! and `logs` only read the state folder and talk to the gateway.
+//! `start` runs `deploy --foreground` in the background; that process owns
+//! everything (store, gateway, replicas) and records itself in
+//! `<state>/runtime.json`. `stop`, `endpoints`, `about` and `log` only read
+//! the state folder and talk to the gateway. Nothing outside this module
+//! reads the state folder.
 //!
-//! Architecture invariant: function processes are children of the runtime
-//! and never outlive it; nothing here binds anything but 127.0.0.1.
+//! Architecture invariant: replicas never outlive the runtime (processes die
+//! with it; containers it left are removed when the next one starts);
+//! nothing here binds anything but 127.0.0.1.
 
 mod build;
+mod container;
 mod gateway;
 mod process;
+mod replica;
 mod runtime;
 mod scaler;
 mod state;
@@ -22,37 +27,55 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-pub use gateway::FunctionStatus;
-pub use state::{RuntimeInfo, StateDir};
+pub use state::StateDir;
 
-use crate::flags;
-use crate::pipeline::Pipeline;
+use crate::deploy::{Endpoints, Gateway};
+use crate::pipeline::{Pipeline, TargetKind};
+use runtime::Programs;
 
 /// How long the background runtime may take to answer `/healthz`: store,
 /// gateway and the cold starts of the `scale.min` functions.
 const READY_DEADLINE: Duration = Duration::from_secs(90);
 
-/// Start the local runtime for `target`: in the background (printing its
-/// URLs once it answers), or in this process with `--foreground`.
-pub fn up(pipeline: &Pipeline, target: &str, flags: &flags::Up) -> anyhow::Result<()> {
-    let state = StateDir::new(&flags.state_dir)?;
+/// Serve `target` in this process until SIGTERM or SIGINT.
+pub fn serve(pipeline: &Pipeline, target: &str, kind: &TargetKind, state: &StateDir) -> anyhow::Result<()> {
     if let Some(info) = state.running()? {
-        if flags.foreground {
-            bail!(
-                "a local runtime already runs for {} (pid {})\nhelp: stop it with `cargo xtask down`",
-                state.root.display(),
-                info.pid
-            );
-        }
+        bail!(
+            "a local runtime already runs for {} (pid {})\nhelp: stop it with `cargo xtask teardown`",
+            state.root.display(),
+            info.pid
+        );
+    }
+    runtime::run(pipeline, target, state, &programs(pipeline, kind)?)
+}
+
+/// What the replicas of `kind` run: the function binaries, built now (or
+/// found in `XTASK_BIN_DIR`), or the images of the last build.
+fn programs(pipeline: &Pipeline, kind: &TargetKind) -> anyhow::Result<Programs> {
+    match kind {
+        TargetKind::Local(_) => Ok(Programs::Binaries(build::function_binaries(pipeline)?)),
+        TargetKind::Docker(_) => Ok(Programs::Images),
+    }
+}
+
+/// The images `kind: docker` would run, checked now so that a missing one is
+/// reported here rather than in the background runtime's log.
+pub fn check_images(pipeline: &Pipeline) -> anyhow::Result<()> {
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    tokio.block_on(async {
+        let engine = xtask::build::engine::Engine::connect().await?;
+        container::images(pipeline, &engine).await.map(drop)
+    })
+}
+
+/// Start the runtime of `target` in the background and return once it
+/// answers; a runtime already running for `state` is left as it is.
+pub fn start(pipeline: &Pipeline, target: &str, kind: &TargetKind, state: &StateDir) -> anyhow::Result<()> {
+    if let Some(info) = state.running()? {
         println!("local runtime already running (pid {})", info.pid);
-        print_urls(&info, &state);
         return Ok(());
     }
-    let binaries = build::function_binaries(pipeline)?;
-    if flags.foreground {
-        return runtime::run(pipeline, target, &state, &binaries);
-    }
-
+    let programs = programs(pipeline, kind)?;
     std::fs::create_dir_all(&state.root).with_context(|| format!("create state folder {}", state.root.display()))?;
     let log_path = state.runtime_log();
     let log = std::fs::OpenOptions::new()
@@ -68,11 +91,10 @@ pub fn up(pipeline: &Pipeline, target: &str, flags: &flags::Up) -> anyhow::Resul
         .arg(&pipeline.source.path)
         .arg("--target")
         .arg(target)
-        .arg("up")
-        .arg("--foreground")
         .arg("--state-dir")
         .arg(&state.root)
-        .env(build::BIN_DIR_VAR, &binaries.dir)
+        .arg("deploy")
+        .arg("--foreground")
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -86,10 +108,12 @@ pub fn up(pipeline: &Pipeline, target: &str, flags: &flags::Up) -> anyhow::Resul
             Ok(())
         });
     }
+    if let Programs::Binaries(binaries) = &programs {
+        command.env(build::BIN_DIR_VAR, &binaries.dir);
+    }
     let mut child = command.spawn().context("start the runtime in the background")?;
     let pid = child.id();
 
-    let client = Client::new()?;
     let mut ready = None;
     let answered = state::wait_until(READY_DEADLINE, || {
         if let Ok(Some(status)) = child.try_wait() {
@@ -97,7 +121,9 @@ pub fn up(pipeline: &Pipeline, target: &str, flags: &flags::Up) -> anyhow::Resul
             return true;
         }
         match state.read_info() {
-            Ok(Some(info)) if info.pid == pid && client.get(&format!("{}/healthz", info.gateway_url)).is_ok() => {
+            Ok(Some(info))
+                if info.pid == pid && Gateway::new(&info.gateway_url).is_ok_and(|gateway| gateway.healthy()) =>
+            {
                 ready = Some(Ok(info));
                 true
             }
@@ -119,9 +145,8 @@ pub fn up(pipeline: &Pipeline, target: &str, flags: &flags::Up) -> anyhow::Resul
         }
     };
     println!("local runtime up (pid {})", info.pid);
-    print_urls(&info, &state);
     // Functions kept running by `scale.min` that failed to start.
-    for function in client.functions(&info)? {
+    for function in Gateway::new(&info.gateway_url)?.functions()? {
         let min: u64 = function.labels.get("com.openfaas.scale.min").and_then(|m| m.parse().ok()).unwrap_or(0);
         if function.available_replicas < min {
             eprintln!(
@@ -134,15 +159,8 @@ pub fn up(pipeline: &Pipeline, target: &str, flags: &flags::Up) -> anyhow::Resul
     Ok(())
 }
 
-fn print_urls(info: &RuntimeInfo, state: &StateDir) {
-    println!("  gateway  {}", info.gateway_url);
-    println!("  store    {}  (bucket `{}`)", info.store_url, info.bucket);
-    println!("  state    {}", state.root.display());
-}
-
 /// Stop the runtime of the state folder and wait until it has exited.
-pub fn down(flags: &flags::Down) -> anyhow::Result<()> {
-    let state = StateDir::new(&flags.state_dir)?;
+pub fn stop(state: &StateDir) -> anyhow::Result<()> {
     let Some(pid) = state.locked_by()? else {
         state.remove_info();
         println!("no local runtime is running for {}", state.root.display());
@@ -162,64 +180,51 @@ pub fn down(flags: &flags::Down) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Print the runtime's URLs and a table of its functions.
-pub fn status(flags: &flags::Status) -> anyhow::Result<()> {
-    let state = StateDir::new(&flags.state_dir)?;
-    let Some(info) = state.running()? else {
-        println!("no local runtime is running for {}", state.root.display());
-        println!("help: start it with `cargo xtask up`");
-        return Ok(());
+/// Where the running runtime answers, with the store's credentials; `None`
+/// when none runs for `state`.
+pub fn endpoints(pipeline: &Pipeline, state: &StateDir) -> anyhow::Result<Option<Endpoints>> {
+    let Some(info) = state.running()? else { return Ok(None) };
+    let secret = |name: &str| -> anyhow::Result<String> {
+        let path = state.secrets().join(name);
+        Ok(std::fs::read_to_string(&path).with_context(|| format!("read secret {}", path.display()))?.trim().to_string())
     };
-    let functions = Client::new()?.functions(&info)?;
+    Ok(Some(Endpoints {
+        gateway_url: info.gateway_url,
+        store_url: info.store_url,
+        bucket: info.bucket,
+        region: pipeline.storage.region.clone(),
+        access_key: secret(&pipeline.storage.access_key_secret)?,
+        secret_key: secret(&pipeline.storage.secret_key_secret)?,
+    }))
+}
+
+/// Lines about the running runtime (pid, uptime, state folder); `None` when none runs.
+pub fn about(state: &StateDir) -> anyhow::Result<Option<Vec<String>>> {
+    let Some(info) = state.running()? else { return Ok(None) };
     let uptime = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |now| now.as_secs().saturating_sub(info.started_at));
-    println!("local runtime (pid {}), up {}", info.pid, crate::pipeline::format_duration(Duration::from_secs(uptime)));
-    print_urls(&info, &state);
-    println!();
-    let rows: Vec<[String; 5]> = functions
-        .iter()
-        .map(|f| {
-            [
-                f.name.clone(),
-                format!("{}/{}", f.available_replicas, f.replicas),
-                f.invocation_count.to_string(),
-                f.limits.memory.clone(),
-                f.annotations.get("com.openfaas.timeout").cloned().unwrap_or_default(),
-            ]
-        })
-        .collect();
-    print_table(["FUNCTION", "REPLICAS", "INVOCATIONS", "MEMORY", "TIMEOUT"], &rows);
-    Ok(())
+    Ok(Some(vec![
+        format!("local runtime (pid {}), up {}", info.pid, crate::pipeline::format_duration(Duration::from_secs(uptime))),
+        format!("  state    {}", state.root.display()),
+    ]))
 }
 
-fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
-    let mut widths = header.map(str::len);
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.len());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> = cells.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
-    }
+/// The process id of the running runtime, whose process tree holds the
+/// `local` target's replicas.
+pub fn pid(state: &StateDir) -> anyhow::Result<Option<u32>> {
+    Ok(state.running()?.map(|info| info.pid))
 }
 
-/// Print the end of the runtime's log, or of one function's.
-pub fn logs(flags: &flags::Logs) -> anyhow::Result<()> {
-    let state = StateDir::new(&flags.state_dir)?;
-    let path = match &flags.function {
+/// The end of the runtime's log, or of one function's.
+pub fn log(state: &StateDir, function: Option<&str>, lines: usize) -> anyhow::Result<String> {
+    let path = match function {
         None => state.runtime_log(),
         Some(function) => state.function_log(function),
     };
     if !path.is_file() {
-        match &flags.function {
-            None => bail!("no runtime log at {}\nhelp: start the runtime with `cargo xtask up`", path.display()),
+        match function {
+            None => bail!("no runtime log at {}\nhelp: deploy with `cargo xtask deploy`", path.display()),
             Some(function) => bail!(
                 "no log for function `{function}` at {}\nhelp: functions with a log: {}",
                 path.display(),
@@ -227,8 +232,7 @@ pub fn logs(flags: &flags::Logs) -> anyhow::Result<()> {
             ),
         }
     }
-    print!("{}", state::tail(&path, 0, flags.lines)?);
-    Ok(())
+    state::tail(&path, 0, lines)
 }
 
 fn logged_functions(dir: &Path) -> String {
@@ -240,32 +244,4 @@ fn logged_functions(dir: &Path) -> String {
         .collect();
     names.sort();
     if names.is_empty() { "none yet".into() } else { names.join(", ") }
-}
-
-/// A small blocking HTTP client for the commands that talk to the gateway.
-struct Client {
-    tokio: tokio::runtime::Runtime,
-    http: reqwest::Client,
-}
-
-impl Client {
-    fn new() -> anyhow::Result<Client> {
-        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build()?;
-        Ok(Client { tokio, http })
-    }
-
-    /// GET `url`, requiring a 2xx answer.
-    fn get(&self, url: &str) -> anyhow::Result<bytes::Bytes> {
-        self.tokio.block_on(async {
-            let answer = self.http.get(url).send().await?.error_for_status()?;
-            Ok(answer.bytes().await?)
-        })
-    }
-
-    fn functions(&self, info: &RuntimeInfo) -> anyhow::Result<Vec<FunctionStatus>> {
-        let url = format!("{}/system/functions", info.gateway_url);
-        let body = self.get(&url).with_context(|| format!("ask the gateway for its functions ({url})"))?;
-        serde_json::from_slice(&body).with_context(|| format!("read the answer of {url}"))
-    }
 }

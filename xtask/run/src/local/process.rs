@@ -1,5 +1,5 @@
-//! One function process: spawned on a free port with the OpenFaaS watchdog
-//! environment, waited on until `/_/health` answers, stopped with SIGTERM and,
+//! One function process: spawned on a free port with the contract's
+//! environment, waited on until its health path answers, stopped with SIGTERM and,
 //! past its grace time, SIGKILL to its whole process group.
 //!
 //! Every process gets `PR_SET_PDEATHSIG`, so none outlives a crashed runtime.
@@ -7,7 +7,7 @@
 //! spawns happen on one thread that lives as long as the runtime.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -15,30 +15,8 @@ use anyhow::Context as _;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 
+use super::replica::{free_port, healthy, Exit, Launch, StartError};
 use super::state::{signal, tail};
-
-/// What it takes to start one function.
-#[derive(Debug, Clone)]
-pub struct Launch {
-    pub function: String,
-    pub binary: PathBuf,
-    /// Working directory: the pipeline file's folder.
-    pub dir: PathBuf,
-    pub env: Vec<(String, String)>,
-    /// stdout and stderr are appended here.
-    pub log: PathBuf,
-}
-
-/// Why a process did not become healthy.
-#[derive(Debug)]
-pub enum StartError {
-    /// It could not be spawned at all.
-    Spawn(anyhow::Error),
-    /// It exited before answering `/_/health`; `log` is what it wrote.
-    Exited { status: ExitStatus, log: String },
-    /// It did not answer `/_/health` with 200 in time (it was killed).
-    Timeout { after: Duration, log: String },
-}
 
 /// A running function process.
 pub struct Process {
@@ -77,45 +55,37 @@ impl Spawner {
         answer.await.map_err(|_| io::Error::other("the spawner thread is gone"))?
     }
 
-    /// Spawn `launch` on a free port and wait until it answers `/_/health`
-    /// with 200, at most `deadline`.
+    /// Spawn `binary` of `launch` in `dir` on a free port and wait until it
+    /// answers the health path with 200, at most `deadline`.
     pub async fn start_process(
         &self,
         launch: &Launch,
+        binary: &Path,
+        dir: &Path,
         client: &reqwest::Client,
         deadline: Duration,
     ) -> Result<Process, StartError> {
         let log_start = std::fs::metadata(&launch.log).map_or(0, |m| m.len());
         let port = free_port().map_err(StartError::Spawn)?;
-        let command = command(launch, port).map_err(StartError::Spawn)?;
+        let command = command(launch, binary, dir, port).map_err(StartError::Spawn)?;
         let child = self
             .spawn(command)
             .await
-            .with_context(|| format!("spawn {}", launch.binary.display()))
+            .with_context(|| format!("spawn {}", binary.display()))
             .map_err(StartError::Spawn)?;
         let pid = child.id().unwrap_or(0);
         tracing::info!(function = %launch.function, pid, port, "started process");
         let mut process = Process { child, pid, url: format!("http://127.0.0.1:{port}") };
 
         let log = || tail(&launch.log, log_start, 40).unwrap_or_default();
-        let health = format!("{}/_/health", process.url);
-        let healthy = async {
-            loop {
-                let answer = client.get(&health).timeout(Duration::from_secs(2)).send().await;
-                if answer.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
-                    return;
-                }
-                // The port opens once the function has loaded; ask again shortly.
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-        };
+        let url = process.url.clone();
         tokio::select! {
             status = process.child.wait() => {
                 let status = status.map_err(|e| StartError::Spawn(e.into()))?;
                 kill_group(pid);
-                Err(StartError::Exited { status, log: log() })
+                Err(StartError::Exited { exit: exit(status), log: log() })
             }
-            timed_out = tokio::time::timeout(deadline, healthy) => match timed_out {
+            timed_out = tokio::time::timeout(deadline, healthy(client, &url)) => match timed_out {
                 Ok(()) => Ok(process),
                 Err(_) => {
                     process.kill().await;
@@ -126,20 +96,25 @@ impl Spawner {
     }
 }
 
+/// A process has no memory limit of its own here: it never ends for memory.
+fn exit(status: ExitStatus) -> Exit {
+    Exit { status: status.to_string(), out_of_memory: false }
+}
+
 impl Process {
     /// The exit status if it has exited (and was reaped now).
-    pub fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    pub fn exited(&mut self) -> Option<Exit> {
+        self.child.try_wait().ok().flatten().map(exit)
     }
 
     /// SIGTERM, let it drain for up to `grace`, then SIGKILL its process group.
-    pub async fn stop(mut self, grace: Duration) -> Option<ExitStatus> {
+    pub async fn stop(mut self, grace: Duration) -> Option<Exit> {
         signal(self.pid as i32, libc::SIGTERM);
         match tokio::time::timeout(grace, self.child.wait()).await {
             Ok(status) => {
                 // Tools it started and left behind go with it.
                 kill_group(self.pid);
-                status.ok()
+                status.ok().map(exit)
             }
             Err(_) => {
                 tracing::warn!(pid = self.pid, "still running {grace:?} after SIGTERM; killing it");
@@ -148,10 +123,10 @@ impl Process {
         }
     }
 
-    async fn kill(&mut self) -> Option<ExitStatus> {
+    async fn kill(&mut self) -> Option<Exit> {
         kill_group(self.pid);
         let _ = self.child.start_kill();
-        self.child.wait().await.ok()
+        self.child.wait().await.ok().map(exit)
     }
 }
 
@@ -164,15 +139,15 @@ fn kill_group(pid: u32) {
 
 /// The function's command: its own process group, killed with the runtime,
 /// output appended to its log.
-fn command(launch: &Launch, port: u16) -> anyhow::Result<Command> {
+fn command(launch: &Launch, binary: &Path, dir: &Path, port: u16) -> anyhow::Result<Command> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&launch.log)
         .with_context(|| format!("open {}", launch.log.display()))?;
-    let mut command = Command::new(&launch.binary);
+    let mut command = Command::new(binary);
     command
-        .current_dir(&launch.dir)
+        .current_dir(dir)
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .env("PORT", port.to_string())
         .stdin(Stdio::null())
@@ -197,10 +172,4 @@ fn command(launch: &Launch, port: u16) -> anyhow::Result<Command> {
         });
     }
     Ok(command)
-}
-
-/// A port on 127.0.0.1 that is free now.
-fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("find a free port")?;
-    Ok(listener.local_addr()?.port())
 }

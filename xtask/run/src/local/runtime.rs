@@ -10,21 +10,31 @@ use anyhow::Context as _;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::build::Binaries;
-use super::process::Launch;
+use super::container::{self, Containers};
+use super::process::Spawner;
+use super::replica::{Launch, Program, Runner};
 use super::scaler::{Function, Functions, MARGIN};
 use super::state::{RuntimeInfo, StateDir};
 use super::store::Store;
+use crate::pipeline::contract::{self, Placement};
 use crate::pipeline::{self, Pipeline, TargetKind};
 
 pub const GATEWAY_PORT_VAR: &str = "XTASK_GATEWAY_PORT";
 pub const STORE_PORT_VAR: &str = "XTASK_STORE_PORT";
 
-/// Serve until SIGTERM/SIGINT, then stop every function process.
-pub fn run(pipeline: &Pipeline, target: &str, state: &StateDir, binaries: &Binaries) -> anyhow::Result<()> {
+/// What the replicas run: the function binaries (`local`), or their images (`docker`).
+pub enum Programs {
+    Binaries(Binaries),
+    Images,
+}
+
+/// Serve until SIGTERM/SIGINT, then stop every replica.
+pub fn run(pipeline: &Pipeline, target: &str, state: &StateDir, programs: &Programs) -> anyhow::Result<()> {
     let _lock = state.lock()?;
     init_tracing();
     let (_, target_spec) = pipeline.target(Some(target))?;
-    let TargetKind::Local { gateway_port, store_port, idle_timeout } = target_spec.kind;
+    let pipeline::Embedded { gateway_port, store_port, idle_timeout } =
+        target_spec.kind.embedded().with_context(|| format!("target `{target}` does not run here"))?.clone();
     let gateway_port = port_override(GATEWAY_PORT_VAR, gateway_port)?;
     let store_port = port_override(STORE_PORT_VAR, store_port)?;
     for dir in [state.logs(), state.store()] {
@@ -60,9 +70,26 @@ pub fn run(pipeline: &Pipeline, target: &str, state: &StateDir, binaries: &Binar
         let gateway_url = format!("http://{}", listener.local_addr()?);
         tracing::info!(gateway = %gateway_url, store = %store.endpoint(), "local runtime starting");
 
-        let context = Env { pipeline, state, binaries, gateway_url: &gateway_url, store_url: &store.endpoint() };
+        let (runner, images) = match (&target_spec.kind, programs) {
+            (TargetKind::Local(_), Programs::Binaries(_)) => (Runner::Processes(Spawner::start()?), None),
+            (TargetKind::Docker(_), Programs::Images) => {
+                let engine = xtask::build::engine::Engine::connect().await?;
+                let images = container::images(pipeline, &engine).await?;
+                (Runner::Containers(Containers::new(engine.docker().clone(), state.root.display().to_string())), Some(images))
+            }
+            _ => anyhow::bail!("target `{target}` ({}) cannot run what was prepared for it", target_spec.kind.name()),
+        };
+        let context = Env {
+            pipeline,
+            state,
+            programs,
+            images: images.as_ref(),
+            secrets: &secrets,
+            gateway_url: &gateway_url,
+            store_url: &store.endpoint(),
+        };
         let functions = pipeline.functions.iter().map(|f| context.function(f)).collect::<anyhow::Result<Vec<_>>>()?;
-        let functions = Arc::new(Functions::new(functions, idle_timeout)?);
+        let functions = Arc::new(Functions::new(functions, runner, idle_timeout)?);
         functions.start_minimum().await;
 
         let longest = pipeline.functions.iter().map(|f| f.timeout + MARGIN).max().unwrap_or_default();
@@ -105,11 +132,15 @@ pub fn run(pipeline: &Pipeline, target: &str, state: &StateDir, binaries: &Binar
     Ok(())
 }
 
-/// What every function's environment is made of.
+/// Where every function's replicas are placed, and what they run.
 struct Env<'a> {
     pipeline: &'a Pipeline,
     state: &'a StateDir,
-    binaries: &'a Binaries,
+    programs: &'a Programs,
+    /// The image of each function (`docker`).
+    images: Option<&'a std::collections::BTreeMap<String, String>>,
+    /// Every secret's value, by name.
+    secrets: &'a [(String, String)],
     gateway_url: &'a str,
     store_url: &'a str,
 }
@@ -117,40 +148,47 @@ struct Env<'a> {
 impl Env<'_> {
     fn function(&self, spec: &pipeline::Function) -> anyhow::Result<Function> {
         let pipeline = self.pipeline;
-        let secrets_dir = self.state.function_secrets(&spec.name);
-        link_secrets(&self.state.secrets(), &secrets_dir, &spec.secrets)?;
-        let mut env: Vec<(String, String)> = vec![
-            ("FUNCTION_NAME".into(), spec.name.clone()),
-            ("BIND_ADDR".into(), "127.0.0.1".into()),
-            ("max_inflight".into(), spec.max_inflight.to_string()),
-            ("exec_timeout".into(), pipeline::format_duration(spec.timeout)),
-            // The gateway stops routing to a process before it stops it: no drain delay needed.
-            ("healthcheck_interval".into(), "0s".into()),
-            ("MEMORY_LIMIT_MB".into(), spec.memory_mb.to_string()),
-            ("S3_ENDPOINT".into(), self.store_url.into()),
-            ("S3_BUCKET".into(), pipeline.storage.bucket.clone()),
-            ("S3_REGION".into(), pipeline.storage.region.clone()),
-            ("SECRETS_DIR".into(), secrets_dir.display().to_string()),
-            ("S3_ACCESS_KEY_SECRET".into(), pipeline.storage.access_key_secret.clone()),
-            ("S3_SECRET_KEY_SECRET".into(), pipeline.storage.secret_key_secret.clone()),
-            ("GATEWAY_URL".into(), self.gateway_url.into()),
-            ("XTASK_STATE_DIR".into(), self.state.root.display().to_string()),
-        ];
-        if spec.name == pipeline.dag.entry {
-            let plan = crate::pipeline::plan::plan(pipeline);
-            env.push(("VS_PLAN".into(), serde_json::to_string(&plan)?));
-        }
-        env.extend(pipeline.parameter_env());
-        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
-        let binary =
-            self.binaries.by_function.get(&spec.name).with_context(|| format!("no binary for `{}`", spec.name))?;
-        let launch = Launch {
-            function: spec.name.clone(),
-            binary: binary.clone(),
-            dir: pipeline.dir.clone(),
-            env,
-            log: self.state.function_log(&spec.name),
+        let (program, env) = match (self.programs, self.images) {
+            (Programs::Binaries(binaries), _) => {
+                let secrets_dir = self.state.function_secrets(&spec.name);
+                link_secrets(&self.state.secrets(), &secrets_dir, &spec.secrets)?;
+                let secrets_dir = secrets_dir.display().to_string();
+                let model = pipeline.detector_model();
+                let placement = Placement {
+                    gateway_url: self.gateway_url,
+                    store_url: self.store_url,
+                    secrets_dir: &secrets_dir,
+                    bind_addr: "127.0.0.1",
+                    detector_model: &model,
+                };
+                let mut env = contract::environment(pipeline, spec, &placement);
+                // Lets tests find the processes of one runtime.
+                env.push(("XTASK_STATE_DIR".into(), self.state.root.display().to_string()));
+                let path = binaries.by_function.get(&spec.name).with_context(|| format!("no binary for `{}`", spec.name))?;
+                (Program::Binary { path: path.clone(), dir: pipeline.dir.clone() }, env)
+            }
+            (Programs::Images, Some(images)) => {
+                let model = pipeline.detector_model_in_images().with_context(|| {
+                    format!("no function's `assets:` carries the detector model {}", pipeline.detector_model().display())
+                })?;
+                let placement = Placement {
+                    gateway_url: self.gateway_url,
+                    store_url: self.store_url,
+                    secrets_dir: contract::SECRETS_DIR,
+                    // The host's network: loopback is shared with the gateway and the store.
+                    bind_addr: "127.0.0.1",
+                    detector_model: Path::new(model),
+                };
+                let env = contract::environment(pipeline, spec, &placement);
+                let reference = images.get(&spec.name).with_context(|| format!("no image for `{}`", spec.name))?;
+                let secrets = self.secrets.iter().filter(|(name, _)| spec.secrets.contains(name)).cloned().collect();
+                let program =
+                    Program::Image { reference: reference.clone(), memory_mb: spec.memory_mb, cpu: spec.cpu, secrets };
+                (program, env)
+            }
+            (Programs::Images, None) => anyhow::bail!("no images resolved"),
         };
+        let launch = Launch { function: spec.name.clone(), program, env, log: self.state.function_log(&spec.name) };
         Ok(Function::new(spec.clone(), launch))
     }
 }

@@ -1,6 +1,7 @@
-//! The functions the gateway serves and their processes: started on the first
-//! call (cold start) or by `scale.min`, stopped after `idle_timeout` without
-//! requests (scale to zero) or on request. At most one process per function.
+//! The functions the gateway serves and their replicas (processes or
+//! containers): started on the first call (cold start) or by `scale.min`,
+//! stopped after `idle_timeout` without requests (scale to zero) or on
+//! request. At most one replica per function.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use stage_runtime::{ErrorKind, StageError};
 
-use super::process::{Launch, Process, Spawner, StartError};
+use super::replica::{Exit, Launch, Replica, Runner, StartError};
 use crate::pipeline;
 
 /// How long a cold start may take before the caller gets an error.
@@ -25,7 +26,7 @@ const READY: u8 = 2;
 pub struct Function {
     pub spec: pipeline::Function,
     launch: Launch,
-    process: tokio::sync::Mutex<Option<Process>>,
+    replica: tokio::sync::Mutex<Option<Replica>>,
     phase: AtomicU8,
     pub invocations: AtomicU64,
     inflight: AtomicUsize,
@@ -53,7 +54,7 @@ impl Function {
         Function {
             spec,
             launch,
-            process: tokio::sync::Mutex::new(None),
+            replica: tokio::sync::Mutex::new(None),
             phase: AtomicU8::new(STOPPED),
             invocations: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
@@ -61,8 +62,8 @@ impl Function {
         }
     }
 
-    pub fn binary(&self) -> &std::path::Path {
-        &self.launch.binary
+    pub fn launch(&self) -> &Launch {
+        &self.launch
     }
 
     pub fn env(&self) -> &[(String, String)] {
@@ -93,17 +94,17 @@ impl Function {
 /// Every function of the pipeline, by name.
 pub struct Functions {
     by_name: BTreeMap<String, Arc<Function>>,
-    spawner: Spawner,
+    runner: Runner,
     pub client: reqwest::Client,
     idle_timeout: Duration,
     closing: AtomicBool,
 }
 
 impl Functions {
-    pub fn new(functions: Vec<Function>, idle_timeout: Duration) -> anyhow::Result<Functions> {
+    pub fn new(functions: Vec<Function>, runner: Runner, idle_timeout: Duration) -> anyhow::Result<Functions> {
         Ok(Functions {
             by_name: functions.into_iter().map(|f| (f.spec.name.clone(), Arc::new(f))).collect(),
-            spawner: Spawner::start()?,
+            runner,
             client: reqwest::Client::builder().build()?,
             idle_timeout,
             closing: AtomicBool::new(false),
@@ -122,16 +123,16 @@ impl Functions {
         self.by_name.keys().map(String::as_str).collect()
     }
 
-    /// The URL of a healthy process of `function`, starting one if none runs
+    /// The URL of a healthy replica of `function`, starting one if none runs
     /// (or the last one died).
     pub async fn ensure_running(&self, function: &Function) -> Result<String, StageError> {
-        let mut slot = function.process.lock().await;
-        if let Some(process) = slot.as_mut() {
-            match process.exited() {
-                None => return Ok(process.url.clone()),
-                Some(status) => {
-                    let pid = process.pid;
-                    tracing::warn!(function = %function.spec.name, pid, %status, "process had exited; starting anew");
+        let mut slot = function.replica.lock().await;
+        if let Some(replica) = slot.as_mut() {
+            match replica.exited() {
+                None => return Ok(replica.url().to_string()),
+                Some(exit) => {
+                    let (id, status) = (replica.id(), &exit.status);
+                    tracing::warn!(function = %function.spec.name, %id, %status, "replica had exited; starting anew");
                     *slot = None;
                 }
             }
@@ -142,39 +143,48 @@ impl Functions {
         }
         function.phase.store(STARTING, Ordering::SeqCst);
         let started = Instant::now();
-        match self.spawner.start_process(&function.launch, &self.client, START_DEADLINE).await {
-            Ok(process) => {
-                let pid = process.pid;
-                tracing::info!(function = %function.spec.name, pid, "ready after {:?}", started.elapsed());
-                let url = process.url.clone();
-                *slot = Some(process);
+        match self.runner.start(&function.launch, &self.client, START_DEADLINE).await {
+            Ok(replica) => {
+                tracing::info!(function = %function.spec.name, id = %replica.id(), "ready after {:?}", started.elapsed());
+                let url = replica.url().to_string();
+                *slot = Some(replica);
                 *function.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                 function.phase.store(READY, Ordering::SeqCst);
                 Ok(url)
             }
             Err(err) => {
                 function.phase.store(STOPPED, Ordering::SeqCst);
-                let err = start_error(&function.spec.name, err);
+                let err = start_error(&function.spec, err);
                 tracing::warn!(function = %function.spec.name, "{}", err.message);
                 Err(err)
             }
         }
     }
 
-    /// Stop `function`'s process, if any; `why` goes to the log.
+    /// Why a call to `function` at `url` got no answer: its replica was
+    /// killed for memory (a classified error), or `None` when it is still
+    /// running or ended otherwise.
+    pub async fn out_of_memory(&self, function: &Function, url: &str) -> Option<StageError> {
+        let mut slot = tokio::time::timeout(Duration::from_secs(2), function.replica.lock()).await.ok()?;
+        let replica = slot.as_mut().filter(|replica| replica.url() == url)?;
+        let exit = replica.exited_within(Duration::from_secs(1)).await?;
+        exit.out_of_memory.then(|| out_of_memory(&function.spec, "while serving a call"))
+    }
+
+    /// Stop `function`'s replica, if any; `why` goes to the log.
     pub async fn stop(&self, function: &Function, why: &str) {
-        let mut slot = function.process.lock().await;
-        if let Some(process) = slot.take() {
-            tracing::info!(function = %function.spec.name, pid = process.pid, "stopping process ({why})");
+        let mut slot = function.replica.lock().await;
+        if let Some(replica) = slot.take() {
+            tracing::info!(function = %function.spec.name, id = %replica.id(), "stopping replica ({why})");
             function.phase.store(STOPPED, Ordering::SeqCst);
-            let status = process.stop(function.grace()).await;
-            let status = status.map_or("status unknown".into(), |s| s.to_string());
+            let exit = replica.stop(function.grace()).await;
+            let status = exit.map_or("status unknown".into(), |exit| exit.status);
             tracing::info!(function = %function.spec.name, "stopped ({status})");
         }
         function.phase.store(STOPPED, Ordering::SeqCst);
     }
 
-    /// Set the replica count: 0 stops the process, more starts one (one is the
+    /// Set the replica count: 0 stops the replica, more starts one (one is the
     /// most this runtime runs per function).
     pub async fn scale(&self, function: &Function, replicas: u64) -> Result<(), StageError> {
         if replicas == 0 {
@@ -183,7 +193,7 @@ impl Functions {
         }
         if replicas > 1 {
             let name = &function.spec.name;
-            tracing::info!(function = %name, replicas, "the local runtime runs one process per function; starting one");
+            tracing::info!(function = %name, replicas, "the local runtime runs one replica per function; starting one");
         }
         self.ensure_running(function).await.map(drop)
     }
@@ -191,6 +201,7 @@ impl Functions {
     /// Start the functions with `scale.min >= 1`; failures are logged, and
     /// the next call tries again.
     pub async fn start_minimum(&self) {
+        self.runner.clean_up().await;
         let starts = self.all().filter(|f| f.spec.scale.min >= 1).map(|f| self.ensure_running(f));
         futures::future::join_all(starts).await;
     }
@@ -208,30 +219,31 @@ impl Functions {
                 let idle = function.inflight.load(Ordering::SeqCst) == 0
                     && function.last_used.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= self.idle_timeout;
                 if function.spec.scale.min == 0 && idle && function.phase.load(Ordering::SeqCst) == READY {
-                    // A call that arrived meanwhile holds the process lock or is counted in flight.
-                    let Ok(mut slot) = function.process.try_lock() else { continue };
+                    // A call that arrived meanwhile holds the replica lock or is counted in flight.
+                    let Ok(mut slot) = function.replica.try_lock() else { continue };
                     if function.inflight.load(Ordering::SeqCst) > 0 {
                         continue;
                     }
-                    let Some(process) = slot.take() else { continue };
+                    let Some(replica) = slot.take() else { continue };
                     function.phase.store(STOPPED, Ordering::SeqCst);
-                    let (name, pid, idle) = (&function.spec.name, process.pid, self.idle_timeout);
-                    tracing::info!(function = %name, pid, "idle for {idle:?}; scaling to zero");
+                    let (name, id, idle) = (&function.spec.name, replica.id(), self.idle_timeout);
+                    tracing::info!(function = %name, %id, "idle for {idle:?}; scaling to zero");
                     let grace = function.grace();
-                    // Stop outside the lock so a new call can start a fresh process right away.
+                    // Stop outside the lock so a new call can start a fresh replica right away.
                     drop(slot);
-                    tokio::spawn(async move { process.stop(grace).await });
+                    tokio::spawn(async move { replica.stop(grace).await });
                 }
             }
         }
     }
 
-    /// Forget the process of `function` if it has exited.
+    /// Forget the replica of `function` if it has exited.
     fn reap(&self, function: &Function) {
-        let Ok(mut slot) = function.process.try_lock() else { return };
-        if let Some(process) = slot.as_mut() {
-            if let Some(status) = process.exited() {
-                tracing::warn!(function = %function.spec.name, pid = process.pid, %status, "process exited");
+        let Ok(mut slot) = function.replica.try_lock() else { return };
+        if let Some(replica) = slot.as_mut() {
+            if let Some(exit) = replica.exited() {
+                let (id, status) = (replica.id(), &exit.status);
+                tracing::warn!(function = %function.spec.name, %id, %status, out_of_memory = exit.out_of_memory, "replica exited");
                 *slot = None;
                 function.phase.store(STOPPED, Ordering::SeqCst);
             }
@@ -245,8 +257,23 @@ impl Functions {
     }
 }
 
+/// A replica of `spec` the kernel killed for using more than its memory.
+fn out_of_memory(spec: &pipeline::Function, when: &str) -> StageError {
+    let name = &spec.name;
+    StageError::new(
+        ErrorKind::BadGateway,
+        "out_of_memory",
+        format!(
+            "function `{name}` was killed for using more than its memory limit of {}Mi ({when}); \
+             raise `functions.{name}.memory` in the pipeline file, or lower its `max_inflight`",
+            spec.memory_mb
+        ),
+    )
+}
+
 /// The error a caller sees when a cold start failed.
-fn start_error(function: &str, err: StartError) -> StageError {
+fn start_error(spec: &pipeline::Function, err: StartError) -> StageError {
+    let function = &spec.name;
     let with_log = |message: String, log: String| {
         if log.trim().is_empty() {
             message
@@ -258,10 +285,15 @@ fn start_error(function: &str, err: StartError) -> StageError {
         StartError::Spawn(err) => {
             StageError::internal("spawn_failed", format!("cannot start function `{function}`: {err:#}"))
         }
-        StartError::Exited { status, log } => StageError::new(
+        StartError::Exited { exit: Exit { out_of_memory: true, .. }, log } => {
+            let mut error = out_of_memory(spec, "during start");
+            error.message = with_log(error.message, log);
+            error
+        }
+        StartError::Exited { exit, log } => StageError::new(
             ErrorKind::BadGateway,
             "function_exited",
-            with_log(format!("function `{function}` exited during start ({status})"), log),
+            with_log(format!("function `{function}` exited during start ({})", exit.status), log),
         ),
         StartError::Timeout { after, log } => StageError::new(
             ErrorKind::Unavailable,

@@ -12,7 +12,7 @@ mod build;
 
 use super::diagnostic::{Diagnostic, Source};
 use super::model::{
-    Bounds, Dag, FanOut, Function, Gateway, Parameters, Pipeline, Retry, Scale, Storage, Target,
+    Bounds, Dag, Embedded, FanOut, Function, Gateway, Parameters, Pipeline, Retry, Scale, Storage, Target,
     TargetKind,
 };
 use super::raw::{RawDag, RawFunction, RawPipeline, RawStorage, RawTarget, RawTargetKind, Text};
@@ -153,26 +153,18 @@ impl Checker<'_> {
         let mut checked = IndexMap::new();
         for (name, target) in targets {
             let path = format!("targets.{name}");
+            let idle_timeout = self.duration(&format!("{path}.idle_timeout"), &target.idle_timeout)?;
+            if target.gateway_port != 0 && target.gateway_port == target.store_port {
+                return Err(self.error(
+                    &format!("{path}.store_port"),
+                    format!("target `{name}` uses port {} for both the gateway and the store", target.store_port),
+                    "give the store another port",
+                ));
+            }
+            let embedded = Embedded { gateway_port: target.gateway_port, store_port: target.store_port, idle_timeout };
             let kind = match target.kind {
-                RawTargetKind::Local => {
-                    let idle_timeout =
-                        self.duration(&format!("{path}.idle_timeout"), &target.idle_timeout)?;
-                    if target.gateway_port != 0 && target.gateway_port == target.store_port {
-                        return Err(self.error(
-                            &format!("{path}.store_port"),
-                            format!(
-                                "target `{name}` uses port {} for both the gateway and the store",
-                                target.store_port
-                            ),
-                            "give the store another port",
-                        ));
-                    }
-                    TargetKind::Local {
-                        gateway_port: target.gateway_port,
-                        store_port: target.store_port,
-                        idle_timeout,
-                    }
-                }
+                RawTargetKind::Local => TargetKind::Local(embedded),
+                RawTargetKind::Docker => TargetKind::Docker(embedded),
             };
             checked.insert(name, Target { kind });
         }

@@ -1,0 +1,285 @@
+//! Targets: where the pipeline runs. Every command that needs a running
+//! pipeline (`deploy`, `teardown`, `status`, `logs`, `verify`, `bench`, the
+//! coming experiments) goes through [`Target`], and only through it.
+//!
+//! The interface is small on purpose: deploy, where it answers, scale, what
+//! it runs, logs, tear down. What all OpenFaaS gateways share (listing
+//! functions, scaling them and waiting for the replicas) is written once,
+//! here, over the gateway's REST API.
+//!
+//! - `local.rs`: the embedded runtime; for `kind: local` its replicas are
+//!   processes, for `kind: docker` containers of the built images
+//!   (`docker.rs` checks that they are there).
+
+mod docker;
+mod local;
+
+pub use local::Embedded;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use serde::{Deserialize, Serialize};
+use stage_runtime::{Store, StoreConfig};
+
+use crate::flags;
+use crate::pipeline::{Pipeline, TargetKind};
+
+/// Where a deployed pipeline answers, with what it takes to use it.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// The OpenFaaS gateway (`http://127.0.0.1:8080`).
+    pub gateway_url: String,
+    /// The S3 endpoint of the object store the functions use.
+    pub store_url: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl Endpoints {
+    /// A client of the object store; call inside the tokio runtime that serves it.
+    pub fn store(&self) -> anyhow::Result<Store> {
+        Store::new(&StoreConfig {
+            endpoint: self.store_url.clone(),
+            bucket: self.bucket.clone(),
+            region: self.region.clone(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+        })
+    }
+}
+
+/// What a target runs now.
+pub struct Status {
+    /// Lines about the target itself (`local runtime (pid 4242), up 3m`).
+    pub about: Vec<String>,
+    pub endpoints: Endpoints,
+    pub functions: Vec<FunctionStatus>,
+}
+
+/// One place the pipeline runs.
+pub trait Target {
+    /// Deploy the pipeline and return once the gateway answers and every
+    /// function is registered (`scale.min` replicas started).
+    fn deploy(&self) -> anyhow::Result<()>;
+    /// Where the deployed pipeline answers; an error when it is not deployed,
+    /// saying how to deploy it.
+    fn endpoints(&self) -> anyhow::Result<Endpoints>;
+    /// What it runs; `None` when nothing is deployed.
+    fn status(&self) -> anyhow::Result<Option<Status>>;
+    /// The last `lines` lines of the log of the target's runtime, or of one function.
+    fn logs(&self, function: Option<&str>, lines: usize) -> anyhow::Result<String>;
+    /// Remove everything `deploy` made; waits until it is gone.
+    fn teardown(&self) -> anyhow::Result<()>;
+
+    /// Set `function`'s replicas and wait until as many are ready (or, for
+    /// 0, until none is left), at most `within`.
+    fn scale(&self, function: &str, replicas: u64, within: Duration) -> anyhow::Result<()> {
+        let gateway = Gateway::new(&self.endpoints()?.gateway_url)?;
+        gateway.scale(function, replicas, within)
+    }
+}
+
+/// The target `--target` names (or the first `local` one), with its state folder.
+pub fn open<'a>(pipeline: &'a Pipeline, global: &flags::Global) -> anyhow::Result<Box<dyn Target + 'a>> {
+    let (name, target) = pipeline.target(global.target.as_deref())?;
+    let state_dir = global.state_dir(name);
+    open_at(pipeline, name, &target.kind, &state_dir)
+}
+
+/// The target `name` with its state in `state_dir`.
+pub fn open_at<'a>(
+    pipeline: &'a Pipeline,
+    name: &str,
+    kind: &TargetKind,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<Box<dyn Target + 'a>> {
+    match kind {
+        TargetKind::Local(_) | TargetKind::Docker(_) => {
+            Ok(Box::new(local::Embedded::new(pipeline, name, kind.clone(), state_dir)?))
+        }
+    }
+}
+
+/// `cargo xtask deploy`: deploy (or, with `--foreground`, serve here).
+pub fn deploy(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Deploy) -> anyhow::Result<()> {
+    let (name, target) = pipeline.target(global.target.as_deref())?;
+    if flags.foreground {
+        return match &target.kind {
+            TargetKind::Local(_) | TargetKind::Docker(_) => {
+                local::Embedded::new(pipeline, name, target.kind.clone(), &global.state_dir(name))?.serve()
+            }
+        };
+    }
+    open(pipeline, global)?.deploy()
+}
+
+/// `cargo xtask status`: the target's endpoints and a table of its functions.
+pub fn print_status(target: &dyn Target) -> anyhow::Result<()> {
+    let Some(status) = target.status()? else {
+        println!("nothing is deployed");
+        println!("help: deploy it with `cargo xtask deploy`");
+        return Ok(());
+    };
+    for line in &status.about {
+        println!("{line}");
+    }
+    print_endpoints(&status.endpoints);
+    println!();
+    let rows: Vec<[String; 5]> = status
+        .functions
+        .iter()
+        .map(|f| {
+            [
+                f.name.clone(),
+                format!("{}/{}", f.available_replicas, f.replicas),
+                f.invocation_count.to_string(),
+                f.limits.as_ref().map(|l| l.memory.clone()).unwrap_or_default(),
+                f.annotations.get("com.openfaas.timeout").cloned().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(["FUNCTION", "REPLICAS", "INVOCATIONS", "MEMORY", "TIMEOUT"], &rows);
+    Ok(())
+}
+
+pub fn print_endpoints(endpoints: &Endpoints) {
+    println!("  gateway  {}", endpoints.gateway_url);
+    println!("  store    {}  (bucket `{}`)", endpoints.store_url, endpoints.bucket);
+}
+
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+}
+
+/// A function as OpenFaaS's `GET /system/functions` describes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionStatus {
+    pub name: String,
+    #[serde(default)]
+    pub image: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub env_process: String,
+    #[serde(default)]
+    pub env_vars: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    #[serde(default)]
+    pub limits: Option<Limits>,
+    #[serde(default)]
+    pub replicas: u64,
+    #[serde(default)]
+    pub available_replicas: u64,
+    #[serde(default)]
+    pub invocation_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Limits {
+    pub memory: String,
+    pub cpu: String,
+}
+
+/// A blocking client of an OpenFaaS gateway's REST API.
+pub struct Gateway {
+    tokio: tokio::runtime::Runtime,
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Gateway {
+    pub fn new(url: &str) -> anyhow::Result<Gateway> {
+        let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        Ok(Gateway { tokio, http, url: url.trim_end_matches('/').to_string() })
+    }
+
+    /// GET `/healthz` answers 2xx.
+    pub fn healthy(&self) -> bool {
+        self.tokio.block_on(async {
+            let answer = self.http.get(format!("{}/healthz", self.url)).send().await;
+            answer.is_ok_and(|answer| answer.status().is_success())
+        })
+    }
+
+    /// `GET /system/functions`.
+    pub fn functions(&self) -> anyhow::Result<Vec<FunctionStatus>> {
+        let url = format!("{}/system/functions", self.url);
+        self.tokio.block_on(async {
+            let answer = self.http.get(&url).send().await.with_context(|| format!("ask the gateway for its functions ({url})"))?;
+            let answer = answer.error_for_status().with_context(|| format!("ask the gateway for its functions ({url})"))?;
+            answer.json().await.with_context(|| format!("read the answer of {url}"))
+        })
+    }
+
+    /// `GET /system/function/<name>`.
+    pub fn function(&self, name: &str) -> anyhow::Result<FunctionStatus> {
+        let url = format!("{}/system/function/{name}", self.url);
+        self.tokio.block_on(async {
+            let answer = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+            if answer.status() == reqwest::StatusCode::NOT_FOUND {
+                bail!("the gateway at {} has no function `{name}`", self.url);
+            }
+            let answer = answer.error_for_status().with_context(|| format!("GET {url}"))?;
+            answer.json().await.with_context(|| format!("read the answer of {url}"))
+        })
+    }
+
+    /// `POST /system/scale-function/<name>`, then wait until `replicas` are
+    /// available (for 0: until none is left), at most `within`.
+    pub fn scale(&self, name: &str, replicas: u64, within: Duration) -> anyhow::Result<()> {
+        let url = format!("{}/system/scale-function/{name}", self.url);
+        self.tokio.block_on(async {
+            let body = serde_json::json!({ "serviceName": name, "replicas": replicas });
+            let answer = self.http.post(&url).json(&body).timeout(within).send().await.with_context(|| format!("POST {url}"))?;
+            let status = answer.status();
+            if !status.is_success() {
+                let text = answer.text().await.unwrap_or_default();
+                bail!("the gateway refused to scale `{name}` to {replicas}: {status} {}", text.trim());
+            }
+            anyhow::Ok(())
+        })?;
+        let started = Instant::now();
+        loop {
+            let function = self.function(name)?;
+            // The gateway's own count of wanted replicas: a runtime may run fewer than asked.
+            let done = if replicas == 0 {
+                function.replicas == 0 && function.available_replicas == 0
+            } else {
+                function.replicas > 0 && function.available_replicas >= function.replicas
+            };
+            if done {
+                return Ok(());
+            }
+            if started.elapsed() > within {
+                bail!(
+                    "`{name}` has {} of {replicas} replicas ready {within:?} after scaling\nhelp: see why with `cargo xtask logs {name}`",
+                    function.available_replicas
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
