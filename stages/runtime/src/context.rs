@@ -169,6 +169,7 @@ impl Context {
     pub fn run(&self, cmd: &mut Command, on_failure: ErrorKind) -> Result<ToolOutput, StageError> {
         self.check_cancelled()?;
         let program = cmd.get_program().to_string_lossy().into_owned();
+        let oom_kills_before = crate::memory::oom_kills();
         let started = Instant::now();
         let mut child = cmd
             .current_dir(self.work_dir())
@@ -201,12 +202,29 @@ impl Context {
                 if on_failure == ErrorKind::Unprocessable { "bad_media" } else { "tool_failed" },
                 format!("`{program}` exited with {code}: {}", tail(&stderr)),
             )),
+            Err(libc::SIGKILL) if crate::memory::oom_killed_since(oom_kills_before) => {
+                Err(out_of_memory(&self.function, &program))
+            }
             Err(signal) => Err(StageError::internal(
                 "tool_killed",
                 format!("`{program}` was killed by signal {signal}: {}", tail(&stderr)),
             )),
         }
     }
+}
+
+/// A tool the kernel killed because this function's replica went over its
+/// memory limit. Retried (503): with fewer calls in flight it may fit.
+fn out_of_memory(function: &str, program: &str) -> StageError {
+    let limit = crate::config::var("MEMORY_LIMIT_MB").ok().flatten().map_or(String::new(), |mb| format!(" of {mb}Mi"));
+    StageError::new(
+        ErrorKind::Unavailable,
+        "out_of_memory",
+        format!(
+            "`{program}` was killed for memory: function `{function}` used more than its memory limit{limit}; \
+             raise `functions.{function}.memory` in the pipeline file, or lower its `max_inflight`"
+        ),
+    )
 }
 
 /// The single URI of input `name`.

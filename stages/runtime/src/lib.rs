@@ -17,6 +17,8 @@ mod envelope;
 mod error;
 #[cfg(feature = "server")]
 mod function;
+#[cfg(feature = "server")]
+mod memory;
 pub mod plan;
 #[cfg(feature = "server")]
 mod server;

@@ -136,10 +136,10 @@ fn missing_file_is_an_error_with_its_cause() {
 fn bad_yaml_points_at_unclosed_list() {
     Fixture::good().replace("cut-clips]", "cut-clips").fails(expect![[r#"
         error: invalid YAML: did not find expected ',' or ']'
-           --> pipeline.yaml:159:10
-        159 |   fan_out:
+           --> pipeline.yaml:161:10
+        161 |   fan_out:
             |          ^
-        help: while parsing a flow sequence that starts at 158:10: check its indentation and that its brackets and quotes are closed
+        help: while parsing a flow sequence that starts at 160:10: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -160,8 +160,8 @@ fn unknown_key_suggests_timeout() {
         .replace_after("  transcribe:\n", "    timeout:", "    timeot:")
         .fails(expect![[r#"
             error: unknown key `timeot` in `functions.transcribe`
-               --> pipeline.yaml:124:5
-            124 |     timeot: 120s
+               --> pipeline.yaml:126:5
+            126 |     timeot: 120s
                 |     ^^^^^^
             help: did you mean `timeout`? `functions.transcribe` accepts: `source`, `memory`, `cpu`, `timeout`, `max_inflight`, `scale`, `env`, `secrets`, `assets`
         "#]]);
@@ -251,8 +251,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:167:1
-        167 | ---
+           --> pipeline.yaml:169:1
+        169 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -262,8 +262,8 @@ fn second_yaml_document_is_rejected() {
 fn unknown_step_suggests_declared_function() {
     Fixture::good().replace("cut-clips]", "cut-clip]").fails(expect![[r#"
         error: unknown function `cut-clip` in `dag.steps`
-           --> pipeline.yaml:158:41
-        158 |   steps: [extract-audio, detect-speech, cut-clip]
+           --> pipeline.yaml:160:41
+        160 |   steps: [extract-audio, detect-speech, cut-clip]
             |                                         ^^^^^^^^
         help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
     "#]]);
@@ -273,8 +273,8 @@ fn unknown_step_suggests_declared_function() {
 fn unknown_entry_suggests_declared_function() {
     Fixture::good().replace("entry: orchestrator", "entry: orchestrater").fails(expect![[r#"
         error: unknown function `orchestrater` in `dag.entry`
-           --> pipeline.yaml:157:10
-        157 |   entry: orchestrater
+           --> pipeline.yaml:159:10
+        159 |   entry: orchestrater
             |          ^^^^^^^^^^^^
         help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
     "#]]);
@@ -286,10 +286,10 @@ fn dag_cycle_points_at_second_use() {
         .replace("[compress-clip, transcribe,", "[compress-clip, transcribe, cut-clips,")
         .fails(expect![[r#"
             error: function `cut-clips` appears twice in the DAG (a cycle)
-               --> pipeline.yaml:163:40
-            163 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
+               --> pipeline.yaml:165:40
+            165 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
                 |                                        ^^^^^^^^^
-            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 158)
+            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 160)
         "#]]);
 }
 
@@ -302,8 +302,8 @@ fn entry_listed_as_step_is_a_cycle() {
         )
         .fails(expect![[r#"
             error: the entry `orchestrator` is also a step: the DAG would call itself (a cycle)
-               --> pipeline.yaml:158:11
-            158 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
+               --> pipeline.yaml:160:11
+            160 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
                 |           ^^^^^^^^^^^^
             help: remove `orchestrator` here: the entry runs the steps and is not one of them
         "#]]);
@@ -328,8 +328,8 @@ fn undeclared_secret_suggests_declared_one() {
         .replace_after("  transcribe:\n", "s3-secret-key]", "s3-secret-ky]")
         .fails(expect![[r#"
             error: function `transcribe` uses undeclared secret `s3-secret-ky`
-               --> pipeline.yaml:127:30
-            127 |     secrets: [s3-access-key, s3-secret-ky]
+               --> pipeline.yaml:129:30
+            129 |     secrets: [s3-access-key, s3-secret-ky]
                 |                              ^^^^^^^^^^^^
             help: did you mean `s3-secret-key`? declare it under `secrets:` or fix the name
         "#]]);
@@ -461,8 +461,8 @@ fn function_timeout_above_gateway_budget_is_rejected() {
         .replace_after("  transcribe:\n", "timeout: 120s", "timeout: 700s")
         .fails(expect![[r#"
             error: function `transcribe` timeout 700s exceeds the gateway budget 600s
-               --> pipeline.yaml:124:14
-            124 |     timeout: 700s
+               --> pipeline.yaml:126:14
+            126 |     timeout: 700s
                 |              ^^^^
             help: raise `gateway.timeout` or lower this one
         "#]]);
@@ -485,8 +485,8 @@ fn duration_without_unit_is_rejected() {
         .replace("backoff: 500ms", "backoff: 500")
         .fails(expect![[r#"
             error: duration `500` at `dag.retry.backoff` has no unit
-               --> pipeline.yaml:166:14
-            166 |     backoff: 500
+               --> pipeline.yaml:168:14
+            168 |     backoff: 500
                 |              ^^^
             help: write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`
         "#]]);
@@ -498,8 +498,8 @@ fn fan_out_max_parallel_zero_is_rejected() {
         .replace("max_parallel: 4", "max_parallel: 0")
         .fails(expect![[r#"
             error: `dag.fan_out.max_parallel` is 0: no item would run
-               --> pipeline.yaml:162:19
-            162 |     max_parallel: 0
+               --> pipeline.yaml:164:19
+            164 |     max_parallel: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -511,8 +511,8 @@ fn retry_attempts_zero_is_rejected() {
         .replace("attempts: 3", "attempts: 0")
         .fails(expect![[r#"
             error: `dag.retry.attempts` is 0: no step would ever run
-               --> pipeline.yaml:165:15
-            165 |     attempts: 0
+               --> pipeline.yaml:167:15
+            167 |     attempts: 0
                 |               ^
             help: use 1 for no retries, or more
         "#]]);
@@ -605,8 +605,8 @@ fn env_cannot_override_parameters() {
         .replace("RUST_LOG: info", "VS_FRAMES_PER_MINUTE: 3")
         .fails(expect![[r#"
             error: function `detect-objects` cannot set environment variable `VS_FRAMES_PER_MINUTE`
-               --> pipeline.yaml:144:7
-            144 |       VS_FRAMES_PER_MINUTE: 3
+               --> pipeline.yaml:146:7
+            146 |       VS_FRAMES_PER_MINUTE: 3
                 |       ^^^^^^^^^^^^^^^^^^^^
             help: `VS_*` variables come from `parameters:`; change the parameter there
         "#]]);
@@ -618,8 +618,8 @@ fn fan_out_item_must_differ_from_its_list() {
         .replace("item: clip", "item: clips")
         .fails(expect![[r#"
             error: `dag.fan_out.item` `clips` is not a usable artifact name
-               --> pipeline.yaml:161:11
-            161 |     item: clips
+               --> pipeline.yaml:163:11
+            163 |     item: clips
                 |           ^^^^^
             help: name one item of `clips` in lowercase, other than the list, like `clip`
         "#]]);
@@ -657,8 +657,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
         .replace("to: /opt/videosearcher/models/centerface.onnx", "to: models/centerface.onnx")
         .fails(expect![[r#"
             error: asset destination `models/centerface.onnx` is not an absolute file path
-               --> pipeline.yaml:150:13
-            150 |         to: models/centerface.onnx
+               --> pipeline.yaml:152:13
+            152 |         to: models/centerface.onnx
                 |             ^^^^^^^^^^^^^^^^^^^^^^
             help: write where the file goes inside the image, like `/opt/videosearcher/models/model.onnx`
         "#]]);
