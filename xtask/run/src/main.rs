@@ -7,6 +7,7 @@ mod bench;
 mod deploy;
 mod local;
 mod media;
+mod openfaas;
 mod verify;
 
 use std::process::ExitCode;

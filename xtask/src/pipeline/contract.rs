@@ -93,10 +93,15 @@ pub fn memory(function: &Function) -> String {
 
 /// The CPU limit as Kubernetes and OpenFaaS write it: whole cores, or millicores.
 pub fn cpu(function: &Function) -> String {
-    if function.cpu.fract() == 0.0 {
-        format!("{}", function.cpu)
+    cpu_quantity(function.cpu)
+}
+
+/// `cores` as a Kubernetes quantity: `1`, or `500m`.
+pub fn cpu_quantity(cores: f64) -> String {
+    if cores.fract() == 0.0 {
+        format!("{cores}")
     } else {
-        format!("{}m", (function.cpu * 1000.0).round())
+        format!("{}m", (cores * 1000.0).round())
     }
 }
 

@@ -16,4 +16,4 @@ mod units;
 pub use diagnostic::Diagnostic;
 pub use load::load;
 pub use model::*;
-pub use units::{format_duration, parse_duration};
+pub use units::{format_duration, parse_cpu, parse_duration, parse_memory};

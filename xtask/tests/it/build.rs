@@ -336,6 +336,14 @@ fn docker_target(ws: &Workspace, images: &Value) {
         })
     };
 
+    // Whatever happens below, the runtime and its containers go.
+    struct Teardown<'a>(&'a Workspace);
+    impl Drop for Teardown<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.xtask(&["--target", "docker", "teardown"]);
+        }
+    }
+    let _teardown = Teardown(ws);
     let deployed = ok(&["deploy"]);
     assert!(deployed.contains("gateway  http://127.0.0.1:"), "{deployed}");
     let verified = ok(&["verify", "--json", ws.path("verify.json").to_str().unwrap()]);
@@ -343,13 +351,20 @@ fn docker_target(ws: &Workspace, images: &Value) {
 
     // Every replica ran the built image, with its limits, on the host's network.
     let summary: Value = serde_json::from_slice(&std::fs::read(ws.path("verify.json")).unwrap()).unwrap();
+    let info: Value = serde_json::from_slice(&std::fs::read(state.join("runtime.json")).unwrap()).unwrap();
+    let gateway = info["gateway_url"].as_str().unwrap().to_string();
+    let get = |path: &str| -> Value { rt.block_on(async { reqwest::get(format!("{gateway}{path}")).await.unwrap().json().await.unwrap() }) };
     for function in FUNCTIONS {
         let running = containers(function);
         assert_eq!(running.len(), 1, "{function}: one container each (idle_timeout is 300s)");
         let container = &running[0];
         let host = container.host_config.as_ref().unwrap();
-        let declared_mb = summary["summary"][function]["memory_limit_mb"].as_u64().unwrap_or_else(|| panic!("{function} in {summary}"));
-        assert_eq!(host.memory, Some(declared_mb as i64 * 1024 * 1024), "{function}");
+        let declared = get(&format!("/system/function/{function}"))["limits"]["memory"].as_str().unwrap().to_string();
+        let declared_mb: i64 = declared.strip_suffix("Mi").unwrap().parse().unwrap();
+        assert_eq!(host.memory, Some(declared_mb * 1024 * 1024), "{function}: {declared}");
+        if function != "orchestrator" {
+            assert_eq!(summary["summary"][function]["memory_limit_mb"], declared_mb, "{function} reports the limit it was given");
+        }
         assert_eq!(host.memory_swap, host.memory, "{function}: no swap above the limit");
         assert_eq!(host.network_mode.as_deref(), Some("host"), "{function}");
         let platform = images["functions"][function]["platforms"]["linux/amd64"].clone();
@@ -361,8 +376,6 @@ fn docker_target(ws: &Workspace, images: &Value) {
     let before = containers("detect-objects")[0].id.clone();
     ok(&["scale", "detect-objects", "--replicas", "0"]);
     assert!(containers("detect-objects").is_empty(), "scaled to zero");
-    let info: Value = serde_json::from_slice(&std::fs::read(state.join("runtime.json")).unwrap()).unwrap();
-    let gateway = info["gateway_url"].as_str().unwrap().to_string();
     let health = rt.block_on(async { reqwest::get(format!("{gateway}/function/detect-objects/_/health")).await.unwrap().status() });
     assert_eq!(health, 200);
     let after = containers("detect-objects");

@@ -3,6 +3,7 @@
 mod build;
 mod check;
 mod e2e;
+mod gateway;
 mod local;
 mod orchestrator;
 mod support;

@@ -19,10 +19,10 @@ pub use local::Embedded;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use serde::{Deserialize, Serialize};
 use stage_runtime::{Store, StoreConfig};
 
 use crate::flags;
+use crate::openfaas::FunctionStatus;
 use crate::pipeline::{Pipeline, TargetKind};
 
 /// Where a deployed pipeline answers, with what it takes to use it.
@@ -136,7 +136,7 @@ pub fn print_status(target: &dyn Target) -> anyhow::Result<()> {
                 f.name.clone(),
                 format!("{}/{}", f.available_replicas, f.replicas),
                 f.invocation_count.to_string(),
-                f.limits.as_ref().map(|l| l.memory.clone()).unwrap_or_default(),
+                f.limits.as_ref().and_then(|l| l.memory.clone()).unwrap_or_default(),
                 f.annotations.get("com.openfaas.timeout").cloned().unwrap_or_default(),
             ]
         })
@@ -165,41 +165,6 @@ fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     for row in rows {
         line(row.iter().map(String::as_str).collect());
     }
-}
-
-/// A function as OpenFaaS's `GET /system/functions` describes it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FunctionStatus {
-    pub name: String,
-    #[serde(default)]
-    pub image: String,
-    #[serde(default)]
-    pub namespace: String,
-    #[serde(default)]
-    pub env_process: String,
-    #[serde(default)]
-    pub env_vars: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    pub labels: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    pub annotations: std::collections::BTreeMap<String, String>,
-    #[serde(default)]
-    pub secrets: Vec<String>,
-    #[serde(default)]
-    pub limits: Option<Limits>,
-    #[serde(default)]
-    pub replicas: u64,
-    #[serde(default)]
-    pub available_replicas: u64,
-    #[serde(default)]
-    pub invocation_count: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Limits {
-    pub memory: String,
-    pub cpu: String,
 }
 
 /// A blocking client of an OpenFaaS gateway's REST API.

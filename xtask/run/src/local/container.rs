@@ -73,7 +73,9 @@ impl Containers {
         let port = free_port().map_err(StartError::Spawn)?;
         let mut env: Vec<String> = launch.env.iter().map(|(name, value)| format!("{name}={value}")).collect();
         env.push(format!("PORT={port}"));
-        let memory = (*memory_mb as i64) * 1024 * 1024;
+        // 0: none declared (a function deployed through the API without limits).
+        let memory = (*memory_mb > 0).then(|| (*memory_mb as i64) * 1024 * 1024);
+        let nano_cpus = (*cpu > 0.0).then(|| (cpu * 1e9).round() as i64);
         let body = ContainerCreateBody {
             image: Some(reference.clone()),
             env: Some(env),
@@ -83,21 +85,24 @@ impl Containers {
             ),
             host_config: Some(HostConfig {
                 network_mode: Some("host".into()),
-                memory: Some(memory),
-                memory_swap: Some(memory),
-                nano_cpus: Some((cpu * 1e9).round() as i64),
+                memory,
+                memory_swap: memory,
+                nano_cpus,
                 ..HostConfig::default()
             }),
             ..ContainerCreateBody::default()
         };
         let name = format!("vs-{}-{}", launch.function, &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
-        let created = self
-            .docker
-            .create_container(Some(options), body)
-            .await
-            .with_context(|| format!("create a container of {reference}"))
-            .map_err(StartError::Spawn)?;
+        let created = match self.docker.create_container(Some(options.clone()), body.clone()).await {
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                // Not in the engine: pull it, as a node would.
+                self.pull(reference).await.map_err(StartError::Spawn)?;
+                self.docker.create_container(Some(options), body).await
+            }
+            created => created,
+        };
+        let created = created.with_context(|| format!("create a container of {reference}")).map_err(StartError::Spawn)?;
         let container = Container {
             docker: self.docker.clone(),
             id: created.id,
@@ -161,6 +166,18 @@ impl Containers {
                 Err(_) => Err(StartError::Timeout { after: deadline, log: log() }),
             },
         }
+    }
+
+    /// Pull `reference` into the engine (from a registry it can reach).
+    async fn pull(&self, reference: &str) -> anyhow::Result<()> {
+        tracing::info!(image = %reference, "pulling");
+        let (name, tag) = build::engine::split_reference(reference);
+        let options = bollard::query_parameters::CreateImageOptionsBuilder::new().from_image(name).tag(tag).build();
+        let mut pulling = self.docker.create_image(Some(options), None, None);
+        while let Some(progress) = pulling.next().await {
+            progress.with_context(|| format!("pull {reference}"))?;
+        }
+        Ok(())
     }
 
     /// Remove the containers of this state folder that a runtime which died left.

@@ -14,10 +14,12 @@
 mod build;
 mod container;
 mod gateway;
+mod metrics;
 mod process;
 mod replica;
 mod runtime;
 mod scaler;
+mod secrets;
 mod state;
 pub mod store;
 

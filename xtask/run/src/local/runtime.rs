@@ -1,8 +1,9 @@
 //! `up --foreground`: the runtime itself. Object store and gateway on loopback,
 //! function processes on demand, until SIGTERM or SIGINT.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,11 +14,19 @@ use super::build::Binaries;
 use super::container::{self, Containers};
 use super::process::Spawner;
 use super::replica::{Launch, Program, Runner};
-use super::scaler::{Function, Functions, MARGIN};
+use super::gateway::Gateway;
+use super::scaler::{Function, Functions, Spec, MARGIN};
+use super::secrets::Secrets;
 use super::state::{RuntimeInfo, StateDir};
 use super::store::Store;
 use crate::pipeline::contract::{self, Placement};
+use crate::openfaas::FunctionDeployment;
 use crate::pipeline::{self, Pipeline, TargetKind};
+use stage_runtime::StageError;
+
+/// `exec_timeout` of a function deployed without one (the watchdog's default is 10s;
+/// media work takes longer).
+const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
 
 pub const GATEWAY_PORT_VAR: &str = "XTASK_GATEWAY_PORT";
 pub const STORE_PORT_VAR: &str = "XTASK_STORE_PORT";
@@ -79,16 +88,18 @@ pub fn run(pipeline: &Pipeline, target: &str, state: &StateDir, programs: &Progr
             }
             _ => anyhow::bail!("target `{target}` ({}) cannot run what was prepared for it", target_spec.kind.name()),
         };
-        let context = Env {
-            pipeline,
-            state,
-            programs,
-            images: images.as_ref(),
-            secrets: &secrets,
-            gateway_url: &gateway_url,
-            store_url: &store.endpoint(),
+        let placer = Placer {
+            state: state.clone(),
+            dir: pipeline.dir.clone(),
+            gateway_url: gateway_url.clone(),
+            store_url: store.endpoint(),
         };
-        let functions = pipeline.functions.iter().map(|f| context.function(f)).collect::<anyhow::Result<Vec<_>>>()?;
+        let secrets = Secrets::new(state.secrets(), secrets);
+        let functions = pipeline
+            .functions
+            .iter()
+            .map(|f| placer.pipeline_function(pipeline, f, programs, images.as_ref(), &secrets))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let functions = Arc::new(Functions::new(functions, runner, idle_timeout)?);
         functions.start_minimum().await;
 
@@ -105,7 +116,8 @@ pub fn run(pipeline: &Pipeline, target: &str, state: &StateDir, programs: &Progr
         tracing::info!("ready");
 
         let (closed, close) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(listener, super::gateway::router(functions.clone())).with_graceful_shutdown(async {
+        let gateway = Arc::new(Gateway::new(functions.clone(), secrets, placer));
+        let server = axum::serve(listener, super::gateway::router(gateway)).with_graceful_shutdown(async {
             let _ = close.await;
         });
         let server = tokio::spawn(async move { server.await });
@@ -132,31 +144,33 @@ pub fn run(pipeline: &Pipeline, target: &str, state: &StateDir, programs: &Progr
     Ok(())
 }
 
-/// Where every function's replicas are placed, and what they run.
-struct Env<'a> {
-    pipeline: &'a Pipeline,
-    state: &'a StateDir,
-    programs: &'a Programs,
-    /// The image of each function (`docker`).
-    images: Option<&'a std::collections::BTreeMap<String, String>>,
-    /// Every secret's value, by name.
-    secrets: &'a [(String, String)],
-    gateway_url: &'a str,
-    store_url: &'a str,
+/// Makes the functions the runtime serves: those of the pipeline file, as
+/// the contract says, and those deployed through the gateway's API, as
+/// their deployment says.
+pub struct Placer {
+    state: StateDir,
+    /// The pipeline file's folder, where processes run.
+    dir: PathBuf,
+    gateway_url: String,
+    store_url: String,
 }
 
-impl Env<'_> {
-    fn function(&self, spec: &pipeline::Function) -> anyhow::Result<Function> {
-        let pipeline = self.pipeline;
-        let (program, env) = match (self.programs, self.images) {
+impl Placer {
+    fn pipeline_function(
+        &self,
+        pipeline: &Pipeline,
+        spec: &pipeline::Function,
+        programs: &Programs,
+        images: Option<&BTreeMap<String, String>>,
+        secrets: &Secrets,
+    ) -> anyhow::Result<Function> {
+        let (program, env) = match (programs, images) {
             (Programs::Binaries(binaries), _) => {
-                let secrets_dir = self.state.function_secrets(&spec.name);
-                link_secrets(&self.state.secrets(), &secrets_dir, &spec.secrets)?;
-                let secrets_dir = secrets_dir.display().to_string();
+                let secrets_dir = self.link_secrets(&spec.name, &spec.secrets)?;
                 let model = pipeline.detector_model();
                 let placement = Placement {
-                    gateway_url: self.gateway_url,
-                    store_url: self.store_url,
+                    gateway_url: &self.gateway_url,
+                    store_url: &self.store_url,
                     secrets_dir: &secrets_dir,
                     bind_addr: "127.0.0.1",
                     detector_model: &model,
@@ -165,15 +179,15 @@ impl Env<'_> {
                 // Lets tests find the processes of one runtime.
                 env.push(("XTASK_STATE_DIR".into(), self.state.root.display().to_string()));
                 let path = binaries.by_function.get(&spec.name).with_context(|| format!("no binary for `{}`", spec.name))?;
-                (Program::Binary { path: path.clone(), dir: pipeline.dir.clone() }, env)
+                (Program::Binary { path: path.clone(), dir: self.dir.clone() }, env)
             }
             (Programs::Images, Some(images)) => {
                 let model = pipeline.detector_model_in_images().with_context(|| {
                     format!("no function's `assets:` carries the detector model {}", pipeline.detector_model().display())
                 })?;
                 let placement = Placement {
-                    gateway_url: self.gateway_url,
-                    store_url: self.store_url,
+                    gateway_url: &self.gateway_url,
+                    store_url: &self.store_url,
                     secrets_dir: contract::SECRETS_DIR,
                     // The host's network: loopback is shared with the gateway and the store.
                     bind_addr: "127.0.0.1",
@@ -181,7 +195,7 @@ impl Env<'_> {
                 };
                 let env = contract::environment(pipeline, spec, &placement);
                 let reference = images.get(&spec.name).with_context(|| format!("no image for `{}`", spec.name))?;
-                let secrets = self.secrets.iter().filter(|(name, _)| spec.secrets.contains(name)).cloned().collect();
+                let secrets = secrets.get(&spec.secrets).map_err(|name| anyhow::anyhow!("secret `{name}` is not declared"))?;
                 let program =
                     Program::Image { reference: reference.clone(), memory_mb: spec.memory_mb, cpu: spec.cpu, secrets };
                 (program, env)
@@ -189,7 +203,78 @@ impl Env<'_> {
             (Programs::Images, None) => anyhow::bail!("no images resolved"),
         };
         let launch = Launch { function: spec.name.clone(), program, env, log: self.state.function_log(&spec.name) };
-        Ok(Function::new(spec.clone(), launch))
+        Ok(Function::new(Spec::of(spec), launch))
+    }
+
+    /// A function deployed through `POST`/`PUT /system/functions`: its
+    /// image (containers) or `envProcess` (processes), its `envVars` as its
+    /// environment, its limits, labels and secrets.
+    pub fn deployed(&self, d: &FunctionDeployment, runs_images: bool, secrets: &Secrets) -> Result<Function, StageError> {
+        let bad = |message: String| StageError::bad_input("bad_deployment", message);
+        let name = &d.service;
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(bad(format!("function name `{name}` is not allowed: use lowercase letters, digits and `-`")));
+        }
+        let limits = d.limits.clone().unwrap_or_default();
+        let memory_mb = match &limits.memory {
+            Some(memory) => pipeline::parse_memory(memory).map_err(|e| bad(format!("limits.memory: {e}")))? / (1024 * 1024),
+            None => 0,
+        };
+        let cpu = match &limits.cpu {
+            Some(cpu) => pipeline::parse_cpu(cpu).map_err(|e| bad(format!("limits.cpu: {e}")))?,
+            None => 0.0,
+        };
+        let timeout = match d.env_vars.get("exec_timeout") {
+            Some(text) => stage_runtime::parse_duration(text).map_err(|e| bad(format!("envVars.exec_timeout: {e:#}")))?,
+            None => DEFAULT_EXEC_TIMEOUT,
+        };
+        let labels = d.labels.clone().unwrap_or_default();
+        let label = |key: &str, default: u32| -> Result<u32, StageError> {
+            labels.get(key).map_or(Ok(default), |v| v.parse().map_err(|_| bad(format!("label {key}={v:?} is not a number"))))
+        };
+        let scale = pipeline::Scale { min: label("com.openfaas.scale.min", 1)?, max: label("com.openfaas.scale.max", 20)? };
+        let values = secrets.get(&d.secrets).map_err(|missing| bad(format!("secret `{missing}` does not exist; create it first (POST /system/secrets)")))?;
+        let mut env: Vec<(String, String)> = d.env_vars.clone().into_iter().collect();
+        let program = if runs_images {
+            Program::Image { reference: d.image.clone(), memory_mb, cpu, secrets: values }
+        } else {
+            let path = d.env_process.as_deref().map(PathBuf::from).filter(|path| path.is_absolute() && path.is_file());
+            let Some(path) = path else {
+                return Err(bad(format!(
+                    "this runtime runs processes, not images: `envProcess` must be the absolute path of an executable here (image `{}` runs on a `docker` target)",
+                    d.image
+                )));
+            };
+            let secrets_dir = self.link_secrets(name, &d.secrets).map_err(|e| StageError::internal("io", format!("{e:#}")))?;
+            env.retain(|(key, _)| key != "SECRETS_DIR");
+            env.push(("SECRETS_DIR".into(), secrets_dir));
+            Program::Binary { path, dir: self.dir.clone() }
+        };
+        let spec = Spec {
+            name: name.clone(),
+            timeout,
+            memory_mb,
+            cpu,
+            scale,
+            secrets: d.secrets.clone(),
+            labels,
+            annotations: d.annotations.clone().unwrap_or_default(),
+            env_vars: d.env_vars.clone(),
+        };
+        let launch = Launch { function: name.clone(), program, env, log: self.state.function_log(name) };
+        Ok(Function::new(spec, launch))
+    }
+
+    /// The log file of function `name`.
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.state.function_log(name)
+    }
+
+    /// A secrets folder for `function` with links to only the secrets it declares.
+    fn link_secrets(&self, function: &str, names: &[String]) -> anyhow::Result<String> {
+        let dir = self.state.function_secrets(function);
+        link_secrets(&self.state.secrets(), &dir, names)?;
+        Ok(dir.display().to_string())
     }
 }
 

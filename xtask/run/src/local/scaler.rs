@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use stage_runtime::{ErrorKind, StageError};
@@ -22,9 +22,46 @@ const STOPPED: u8 = 0;
 const STARTING: u8 = 1;
 const READY: u8 = 2;
 
+/// What the runtime needs to know of a function, whether it came from the
+/// pipeline file or through the gateway's API (`POST /system/functions`).
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub name: String,
+    pub timeout: Duration,
+    pub memory_mb: u64,
+    pub cpu: f64,
+    pub scale: pipeline::Scale,
+    pub secrets: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// What `/system/functions` shows as its environment.
+    pub env_vars: BTreeMap<String, String>,
+}
+
+impl Spec {
+    /// A function of the pipeline file, as the contract describes it.
+    pub fn of(function: &pipeline::Function) -> Spec {
+        use crate::pipeline::{contract, format_duration};
+        let mut env_vars: BTreeMap<String, String> = function.env.clone().into_iter().collect();
+        env_vars.insert("exec_timeout".into(), format_duration(function.timeout));
+        env_vars.insert("max_inflight".into(), function.max_inflight.to_string());
+        Spec {
+            name: function.name.clone(),
+            timeout: function.timeout,
+            memory_mb: function.memory_mb,
+            cpu: function.cpu,
+            scale: function.scale,
+            secrets: function.secrets.clone(),
+            labels: contract::labels(function),
+            annotations: contract::annotations(function),
+            env_vars,
+        }
+    }
+}
+
 /// One function as the gateway sees it.
 pub struct Function {
-    pub spec: pipeline::Function,
+    pub spec: Spec,
     launch: Launch,
     replica: tokio::sync::Mutex<Option<Replica>>,
     phase: AtomicU8,
@@ -50,7 +87,7 @@ impl Drop for Busy {
 }
 
 impl Function {
-    pub fn new(spec: pipeline::Function, launch: Launch) -> Function {
+    pub fn new(spec: Spec, launch: Launch) -> Function {
         Function {
             spec,
             launch,
@@ -64,10 +101,6 @@ impl Function {
 
     pub fn launch(&self) -> &Launch {
         &self.launch
-    }
-
-    pub fn env(&self) -> &[(String, String)] {
-        &self.launch.env
     }
 
     pub fn replicas(&self) -> Replicas {
@@ -91,9 +124,10 @@ impl Function {
     }
 }
 
-/// Every function of the pipeline, by name.
+/// Every function the gateway serves, by name: the pipeline's, and those
+/// deployed through its API.
 pub struct Functions {
-    by_name: BTreeMap<String, Arc<Function>>,
+    by_name: RwLock<BTreeMap<String, Arc<Function>>>,
     runner: Runner,
     pub client: reqwest::Client,
     idle_timeout: Duration,
@@ -103,7 +137,7 @@ pub struct Functions {
 impl Functions {
     pub fn new(functions: Vec<Function>, runner: Runner, idle_timeout: Duration) -> anyhow::Result<Functions> {
         Ok(Functions {
-            by_name: functions.into_iter().map(|f| (f.spec.name.clone(), Arc::new(f))).collect(),
+            by_name: RwLock::new(functions.into_iter().map(|f| (f.spec.name.clone(), Arc::new(f))).collect()),
             runner,
             client: reqwest::Client::builder().build()?,
             idle_timeout,
@@ -111,16 +145,54 @@ impl Functions {
         })
     }
 
-    pub fn get(&self, name: &str) -> Option<&Arc<Function>> {
-        self.by_name.get(name)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Function>>> {
+        self.by_name.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<Function>> {
-        self.by_name.values()
+    pub fn get(&self, name: &str) -> Option<Arc<Function>> {
+        self.read().get(name).cloned()
     }
 
-    pub fn names(&self) -> Vec<&str> {
-        self.by_name.keys().map(String::as_str).collect()
+    pub fn all(&self) -> Vec<Arc<Function>> {
+        self.read().values().cloned().collect()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
+    /// Whether this runtime runs images (or processes).
+    pub fn runs_images(&self) -> bool {
+        matches!(self.runner, Runner::Containers(_))
+    }
+
+    /// Add `function`, or replace the one of its name (whose replica is
+    /// stopped); start its `scale.min` replica in the background.
+    pub async fn deploy(self: &Arc<Self>, function: Function) {
+        let function = Arc::new(function);
+        let name = function.spec.name.clone();
+        let replaced = self.by_name.write().unwrap_or_else(|e| e.into_inner()).insert(name, function.clone());
+        if let Some(old) = replaced {
+            self.stop(&old, "replaced").await;
+        }
+        if function.spec.scale.min >= 1 {
+            let functions = self.clone();
+            tokio::spawn(async move {
+                let _ = functions.ensure_running(&function).await;
+            });
+        }
+    }
+
+    /// Remove the function `name` and stop its replica; `false` when there is none.
+    pub async fn remove(&self, name: &str) -> bool {
+        let removed = self.by_name.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        match removed {
+            Some(function) => {
+                self.stop(&function, "removed").await;
+                true
+            }
+            None => false,
+        }
     }
 
     /// The URL of a healthy replica of `function`, starting one if none runs
@@ -202,7 +274,8 @@ impl Functions {
     /// the next call tries again.
     pub async fn start_minimum(&self) {
         self.runner.clean_up().await;
-        let starts = self.all().filter(|f| f.spec.scale.min >= 1).map(|f| self.ensure_running(f));
+        let functions = self.all();
+        let starts = functions.iter().filter(|f| f.spec.scale.min >= 1).map(|f| self.ensure_running(f));
         futures::future::join_all(starts).await;
     }
 
@@ -214,7 +287,7 @@ impl Functions {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            for function in self.all() {
+            for function in &self.all() {
                 self.reap(function);
                 let idle = function.inflight.load(Ordering::SeqCst) == 0
                     && function.last_used.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= self.idle_timeout;
@@ -253,12 +326,13 @@ impl Functions {
     /// Refuse new starts, then stop every process (in parallel).
     pub async fn stop_all(&self) {
         self.closing.store(true, Ordering::SeqCst);
-        futures::future::join_all(self.all().map(|f| self.stop(f, "runtime shutting down"))).await;
+        let functions = self.all();
+        futures::future::join_all(functions.iter().map(|f| self.stop(f, "runtime shutting down"))).await;
     }
 }
 
 /// A replica of `spec` the kernel killed for using more than its memory.
-fn out_of_memory(spec: &pipeline::Function, when: &str) -> StageError {
+fn out_of_memory(spec: &Spec, when: &str) -> StageError {
     let name = &spec.name;
     StageError::new(
         ErrorKind::BadGateway,
@@ -272,7 +346,7 @@ fn out_of_memory(spec: &pipeline::Function, when: &str) -> StageError {
 }
 
 /// The error a caller sees when a cold start failed.
-fn start_error(spec: &pipeline::Function, err: StartError) -> StageError {
+fn start_error(spec: &Spec, err: StartError) -> StageError {
     let function = &spec.name;
     let with_log = |message: String, log: String| {
         if log.trim().is_empty() {
