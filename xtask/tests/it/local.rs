@@ -265,3 +265,27 @@ fn function_that_exits_at_start_answers_502_with_its_log() {
     assert!(message.contains("cannot read secret `s3-access-key`"), "the log tail: {message}");
     assert_eq!(gateway.function("extract-audio")["replicas"], 0);
 }
+
+#[test]
+fn scale_to_zero_then_a_call_is_a_cold_start() {
+    let local = Local::new("300s", 0, "[s3-access-key, s3-secret-key]");
+    let gateway = local.up();
+    let scaled = local.xtask_ok(&["scale", "extract-audio", "--replicas", "1"]);
+    assert!(scaled.contains("extract-audio: 1 replica(s) ready"), "{scaled}");
+    assert_eq!(gateway.function("extract-audio")["availableReplicas"], 1);
+    let before = local.processes();
+
+    local.xtask_ok(&["scale", "extract-audio", "--replicas", "0"]);
+    assert_eq!(gateway.function("extract-audio")["replicas"], 0);
+    wait_for("its process gone", Duration::from_secs(15), || local.processes().len() == before.len() - 1);
+
+    // The call starts a new process: a cold start, as the function reports.
+    let (status, body) = gateway.call("POST", "/function/extract-audio", r#"{"request_id": "scale-1", "inputs": {}}"#);
+    assert_eq!(status, 400, "no video: {body}");
+    assert_eq!(body["metrics"]["cold_start"], true, "{body}");
+    assert_eq!(local.processes().len(), before.len(), "one process again");
+
+    let unknown = local.xtask(&["scale", "no-such-function", "--replicas", "0"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no function `no-such-function`"));
+}
