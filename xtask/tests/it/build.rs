@@ -326,7 +326,8 @@ fn docker_target(ws: &Workspace, images: &Value) {
         rt.block_on(async {
             let labels = vec![format!("dev.videosearcher.runtime={}", state.display()), format!("dev.videosearcher.function={function}")];
             let filters = std::collections::HashMap::from([("label", labels)]);
-            let options = bollard::query_parameters::ListContainersOptionsBuilder::new().filters(&filters).build();
+            // Exited ones too: a replica that died must not be left behind.
+            let options = bollard::query_parameters::ListContainersOptionsBuilder::new().all(true).filters(&filters).build();
             let mut found = Vec::new();
             for summary in docker.list_containers(Some(options)).await.unwrap() {
                 let id = summary.id.unwrap();
@@ -412,6 +413,7 @@ fn docker_target(ws: &Workspace, images: &Value) {
     assert!(!attempts.is_empty(), "detect-objects was called: {state_doc}");
     assert!(attempts.iter().all(|a| a["error"]["code"] == "out_of_memory"), "{attempts:?}");
     ok(&["teardown"]);
+    assert!(FUNCTIONS.iter().all(|f| containers(f).is_empty()), "no killed replica is left behind");
     std::fs::write(ws.path("pipeline.yaml"), yaml).unwrap();
 }
 

@@ -214,7 +214,7 @@ impl Container {
         exit
     }
 
-    async fn remove(&self) {
+    pub async fn remove(&self) {
         let options = RemoveContainerOptionsBuilder::new().force(true).build();
         if let Err(err) = self.docker.remove_container(&self.id, Some(options)).await {
             tracing::warn!(container = %self.short_id(), "remove: {err}");

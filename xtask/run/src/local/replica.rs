@@ -137,6 +137,14 @@ impl Replica {
         }
     }
 
+    /// Let go of a replica that has exited: a container is removed (a
+    /// process was reaped when it was seen to exit).
+    pub async fn discard(self) {
+        if let Replica::Container(container) = self {
+            container.remove().await;
+        }
+    }
+
     /// Ask it to stop (SIGTERM), let it drain for up to `grace`, then kill it.
     pub async fn stop(self, grace: Duration) -> Option<Exit> {
         match self {

@@ -205,7 +205,9 @@ impl Functions {
                 Some(exit) => {
                     let (id, status) = (replica.id(), &exit.status);
                     tracing::warn!(function = %function.spec.name, %id, %status, "replica had exited; starting anew");
-                    *slot = None;
+                    if let Some(replica) = slot.take() {
+                        replica.discard().await;
+                    }
                 }
             }
         }
@@ -317,7 +319,9 @@ impl Functions {
             if let Some(exit) = replica.exited() {
                 let (id, status) = (replica.id(), &exit.status);
                 tracing::warn!(function = %function.spec.name, %id, %status, out_of_memory = exit.out_of_memory, "replica exited");
-                *slot = None;
+                if let Some(replica) = slot.take() {
+                    tokio::spawn(replica.discard());
+                }
                 function.phase.store(STOPPED, Ordering::SeqCst);
             }
         }
