@@ -64,6 +64,23 @@ pub enum TargetKind {
     /// `cargo xtask build`, each replica a container with the declared
     /// memory and CPU enforced.
     Docker(Embedded),
+    /// An OpenFaaS gateway (Community Edition, faasd, or the embedded
+    /// runtime's own) reached through its REST API.
+    OpenFaas(OpenFaas),
+}
+
+/// Where an OpenFaaS gateway and its object store are, as this tool reaches
+/// them and as the functions do (in a cluster: service names).
+#[derive(Debug, Clone)]
+pub struct OpenFaas {
+    pub gateway: String,
+    pub store: String,
+    pub function_gateway: String,
+    pub function_store: String,
+    /// The address the functions bind in their pods (`0.0.0.0`).
+    pub bind_addr: String,
+    /// One file per secret of `secrets:`, holding its value (absolute).
+    pub secrets_dir: PathBuf,
 }
 
 /// What the embedded runtime (gateway and store on 127.0.0.1) needs.
@@ -81,6 +98,7 @@ impl TargetKind {
         match self {
             TargetKind::Local(_) => "local",
             TargetKind::Docker(_) => "docker",
+            TargetKind::OpenFaas(_) => "openfaas",
         }
     }
 
@@ -88,6 +106,7 @@ impl TargetKind {
     pub fn embedded(&self) -> Option<&Embedded> {
         match self {
             TargetKind::Local(embedded) | TargetKind::Docker(embedded) => Some(embedded),
+            TargetKind::OpenFaas(_) => None,
         }
     }
 }
@@ -488,7 +507,7 @@ mod tests {
         );
         assert_eq!(pipeline.target(Some("docker")).unwrap().1.kind.name(), "docker");
         let err = pipeline.target(Some("cloud")).unwrap_err();
-        assert_eq!(err.to_string(), "unknown target `cloud` (known: `local`, `docker`)");
+        assert_eq!(err.to_string(), "unknown target `cloud` (known: `local`, `docker`, `openfaas`)");
     }
 
     #[test]

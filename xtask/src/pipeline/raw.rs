@@ -74,9 +74,44 @@ pub struct RawStorage {
 #[serde(deny_unknown_fields)]
 pub struct RawTarget {
     pub kind: RawTargetKind,
-    pub gateway_port: u16,
-    pub store_port: u16,
-    pub idle_timeout: Text,
+    // `local` and `docker`: the embedded runtime.
+    #[serde(default)]
+    pub gateway_port: Option<u16>,
+    #[serde(default)]
+    pub store_port: Option<u16>,
+    #[serde(default)]
+    pub idle_timeout: Option<Text>,
+    // `openfaas`: a gateway reached through its REST API.
+    #[serde(default)]
+    pub gateway: Option<Text>,
+    #[serde(default)]
+    pub store: Option<Text>,
+    #[serde(default)]
+    pub function_gateway: Option<Text>,
+    #[serde(default)]
+    pub function_store: Option<Text>,
+    #[serde(default)]
+    pub bind_addr: Option<Text>,
+    #[serde(default)]
+    pub secrets_dir: Option<PathBuf>,
+}
+
+impl RawTarget {
+    /// The keys given, by name, for the checks of what each kind takes.
+    pub fn keys(&self) -> Vec<&'static str> {
+        let given = [
+            ("gateway_port", self.gateway_port.is_some()),
+            ("store_port", self.store_port.is_some()),
+            ("idle_timeout", self.idle_timeout.is_some()),
+            ("gateway", self.gateway.is_some()),
+            ("store", self.store.is_some()),
+            ("function_gateway", self.function_gateway.is_some()),
+            ("function_store", self.function_store.is_some()),
+            ("bind_addr", self.bind_addr.is_some()),
+            ("secrets_dir", self.secrets_dir.is_some()),
+        ];
+        given.into_iter().filter(|(_, given)| *given).map(|(key, _)| key).collect()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -84,6 +119,7 @@ pub struct RawTarget {
 pub enum RawTargetKind {
     Local,
     Docker,
+    Openfaas,
 }
 
 #[derive(Debug, Deserialize)]

@@ -386,6 +386,57 @@ fn docker_target(ws: &Workspace, images: &Value) {
     // An arm64 image, under qemu, answers its health path.
     arm64_starts(&docker, &rt, images, &state, &info);
 
+    // The same gateway as an OpenFaaS one: the `openfaas` target removes the
+    // functions through its API, deploys them again from the pushed images
+    // (which the runtime pulls), and the pipeline verifies through it.
+    let secrets_dir = ws.path("openfaas-secrets");
+    std::fs::create_dir_all(&secrets_dir).unwrap();
+    for name in ["s3-access-key", "s3-secret-key"] {
+        std::fs::copy(state.join("secrets").join(name), secrets_dir.join(name)).unwrap();
+    }
+    let store = info["store_url"].as_str().unwrap();
+    let declared_yaml = std::fs::read_to_string(ws.path("pipeline.yaml")).unwrap();
+    let mut yaml = declared_yaml.clone();
+    for (from, to) in [
+        ("    gateway: http://127.0.0.1:31112\n", format!("    gateway: {gateway}\n    bind_addr: 127.0.0.1\n")),
+        ("    store: http://127.0.0.1:31900\n", format!("    store: {store}\n")),
+        ("    function_gateway: http://gateway.openfaas:8080\n", format!("    function_gateway: {gateway}\n")),
+        ("    function_store: http://minio.openfaas:9000\n", format!("    function_store: {store}\n")),
+        ("    secrets_dir: .secrets/openfaas\n", "    secrets_dir: openfaas-secrets\n".to_string()),
+    ] {
+        assert!(yaml.contains(from), "pipeline.yaml's openfaas target has `{}`", from.trim());
+        yaml = yaml.replace(from, &to);
+    }
+    std::fs::write(ws.path("pipeline.yaml"), &yaml).unwrap();
+    let openfaas = |args: &[&str]| {
+        let out = ws.xtask(&[&["--target", "openfaas"], args].concat());
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+        assert!(out.status.success(), "xtask --target openfaas {args:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+        stdout
+    };
+    let removed = openfaas(&["teardown"]);
+    assert!(removed.contains("8 functions removed"), "{removed}");
+    assert_eq!(get("/system/functions"), serde_json::json!([]), "no function left in the gateway");
+    assert!(FUNCTIONS.iter().all(|f| containers(f).is_empty()), "their containers are gone");
+    let deployed = openfaas(&["deploy"]);
+    for function in FUNCTIONS {
+        assert!(deployed.lines().any(|l| l.starts_with("deploy ") && l.contains(function)), "POST {function}: {deployed}");
+    }
+    let verified = openfaas(&["verify"]);
+    assert!(verified.contains("verify: ok"), "{verified}");
+    for function in FUNCTIONS {
+        let running = containers(function);
+        assert_eq!(running.len(), 1, "{function}");
+        let built = images["functions"][function]["platforms"]["linux/amd64"]["image_id"].as_str();
+        assert_eq!(running[0].image.as_deref(), built, "{function}: the pulled index gives the amd64 image the build made");
+    }
+    let again = openfaas(&["deploy"]);
+    assert!(again.lines().any(|l| l.starts_with("update ") && l.contains("detect-objects")), "PUT the second time: {again}");
+    let status = openfaas(&["status"]);
+    assert!(status.contains("target `openfaas` (openfaas): 8 of 8 functions deployed"), "{status}");
+    assert!(!openfaas(&["logs", "extract-audio"]).trim().is_empty(), "the gateway serves the function's log");
+    std::fs::write(ws.path("pipeline.yaml"), &declared_yaml).unwrap();
+
     // A detector that cannot fit its memory: a classified failure, not a hang.
     ok(&["teardown"]);
     assert!(FUNCTIONS.iter().all(|f| containers(f).is_empty()), "teardown removes every container");

@@ -10,9 +10,11 @@
 //! - `local.rs`: the embedded runtime; for `kind: local` its replicas are
 //!   processes, for `kind: docker` containers of the built images
 //!   (`docker.rs` checks that they are there).
+//! - `openfaas.rs`: any OpenFaaS gateway, through its REST API.
 
 mod docker;
 mod local;
+mod openfaas;
 
 pub use local::Embedded;
 
@@ -100,6 +102,7 @@ pub fn open_at<'a>(
         TargetKind::Local(_) | TargetKind::Docker(_) => {
             Ok(Box::new(local::Embedded::new(pipeline, name, kind.clone(), state_dir)?))
         }
+        TargetKind::OpenFaas(config) => Ok(Box::new(openfaas::OpenFaasTarget::new(pipeline, name, config.clone()))),
     }
 }
 
@@ -110,6 +113,9 @@ pub fn deploy(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Deploy
         return match &target.kind {
             TargetKind::Local(_) | TargetKind::Docker(_) => {
                 local::Embedded::new(pipeline, name, target.kind.clone(), &global.state_dir(name))?.serve()
+            }
+            TargetKind::OpenFaas(_) => {
+                bail!("`--foreground` runs the embedded runtime: target `{name}` is an OpenFaaS gateway elsewhere")
             }
         };
     }
@@ -186,6 +192,46 @@ impl Gateway {
         self.tokio.block_on(async {
             let answer = self.http.get(format!("{}/healthz", self.url)).send().await;
             answer.is_ok_and(|answer| answer.status().is_success())
+        })
+    }
+
+    /// GET `path`, requiring 2xx, as JSON.
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.url);
+        self.tokio.block_on(async {
+            let answer = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+            let answer = answer.error_for_status().with_context(|| format!("GET {url}"))?;
+            answer.json().await.with_context(|| format!("read the answer of {url}"))
+        })
+    }
+
+    /// GET `path`, requiring 2xx, as text.
+    pub fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        let url = format!("{}{path}", self.url);
+        self.tokio.block_on(async {
+            let answer = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
+            let status = answer.status();
+            let text = answer.text().await.with_context(|| format!("read the answer of {url}"))?;
+            if !status.is_success() {
+                bail!("GET {url} answered {status}: {}", text.trim());
+            }
+            Ok(text)
+        })
+    }
+
+    /// `method path` with a JSON body, requiring 2xx; the gateway's answer
+    /// is in the error otherwise.
+    pub fn send(&self, method: &str, path: &str, body: &impl serde::Serialize) -> anyhow::Result<()> {
+        let url = format!("{}{path}", self.url);
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        self.tokio.block_on(async {
+            let answer = self.http.request(method.clone(), &url).json(body).send().await.with_context(|| format!("{method} {url}"))?;
+            let status = answer.status();
+            if !status.is_success() {
+                let text = answer.text().await.unwrap_or_default();
+                bail!("{method} {url} answered {status}: {}", text.trim());
+            }
+            Ok(())
         })
     }
 

@@ -12,7 +12,7 @@ mod build;
 
 use super::diagnostic::{Diagnostic, Source};
 use super::model::{
-    Bounds, Dag, Embedded, FanOut, Function, Gateway, Parameters, Pipeline, Retry, Scale, Storage, Target,
+    Bounds, Dag, Embedded, FanOut, OpenFaas, Function, Gateway, Parameters, Pipeline, Retry, Scale, Storage, Target,
     TargetKind,
 };
 use super::raw::{RawDag, RawFunction, RawPipeline, RawStorage, RawTarget, RawTargetKind, Text};
@@ -153,22 +153,80 @@ impl Checker<'_> {
         let mut checked = IndexMap::new();
         for (name, target) in targets {
             let path = format!("targets.{name}");
-            let idle_timeout = self.duration(&format!("{path}.idle_timeout"), &target.idle_timeout)?;
-            if target.gateway_port != 0 && target.gateway_port == target.store_port {
-                return Err(self.error(
-                    &format!("{path}.store_port"),
-                    format!("target `{name}` uses port {} for both the gateway and the store", target.store_port),
-                    "give the store another port",
-                ));
-            }
-            let embedded = Embedded { gateway_port: target.gateway_port, store_port: target.store_port, idle_timeout };
             let kind = match target.kind {
-                RawTargetKind::Local => TargetKind::Local(embedded),
-                RawTargetKind::Docker => TargetKind::Docker(embedded),
+                RawTargetKind::Local => TargetKind::Local(self.embedded(&name, &path, &target)?),
+                RawTargetKind::Docker => TargetKind::Docker(self.embedded(&name, &path, &target)?),
+                RawTargetKind::Openfaas => TargetKind::OpenFaas(self.openfaas(&name, &path, &target)?),
             };
             checked.insert(name, Target { kind });
         }
         Ok(checked)
+    }
+
+    /// Every key `takes` lists is there; no other key is.
+    fn target_keys(&self, name: &str, path: &str, target: &RawTarget, kind: &str, needs: &[&str], takes: &[&str]) -> Checked<()> {
+        let given = target.keys();
+        if let Some(extra) = given.iter().find(|key| !takes.contains(key)) {
+            let takes: Vec<String> = takes.iter().map(|key| format!("`{key}`")).collect();
+            return Err(self.error(
+                &format!("{path}.{extra}"),
+                format!("`{extra}` is not a setting of a `{kind}` target (`{name}`)"),
+                format!("a `{kind}` target takes {}", takes.join(", ")),
+            ));
+        }
+        if let Some(missing) = needs.iter().find(|key| !given.contains(key)) {
+            return Err(self.error(
+                &format!("{path}.kind"),
+                format!("target `{name}` of kind `{kind}` has no `{missing}`"),
+                format!("add `{missing}:` to `targets.{name}`"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn embedded(&self, name: &str, path: &str, target: &RawTarget) -> Checked<Embedded> {
+        let kind = if matches!(target.kind, RawTargetKind::Docker) { "docker" } else { "local" };
+        let keys = ["gateway_port", "store_port", "idle_timeout"];
+        self.target_keys(name, path, target, kind, &keys, &keys)?;
+        let (Some(gateway_port), Some(store_port), Some(idle_timeout)) =
+            (target.gateway_port, target.store_port, target.idle_timeout.as_ref())
+        else {
+            unreachable!("checked above");
+        };
+        let idle_timeout = self.duration(&format!("{path}.idle_timeout"), idle_timeout)?;
+        if gateway_port != 0 && gateway_port == store_port {
+            return Err(self.error(
+                &format!("{path}.store_port"),
+                format!("target `{name}` uses port {store_port} for both the gateway and the store"),
+                "give the store another port",
+            ));
+        }
+        Ok(Embedded { gateway_port, store_port, idle_timeout })
+    }
+
+    fn openfaas(&self, name: &str, path: &str, target: &RawTarget) -> Checked<OpenFaas> {
+        let needs = ["gateway", "store", "secrets_dir"];
+        let takes = ["gateway", "store", "function_gateway", "function_store", "bind_addr", "secrets_dir"];
+        self.target_keys(name, path, target, "openfaas", &needs, &takes)?;
+        let url = |key: &str, text: Option<&Text>| -> Checked<Option<String>> {
+            let Some(text) = text else { return Ok(None) };
+            let url = text.0.trim_end_matches('/').to_string();
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+                return Err(self.error(
+                    &format!("{path}.{key}"),
+                    format!("`{}` at `{path}.{key}` is not an http(s) URL", text.0),
+                    "write it like `http://127.0.0.1:8080`",
+                ));
+            }
+            Ok(Some(url))
+        };
+        let gateway = url("gateway", target.gateway.as_ref())?.expect("checked above");
+        let store = url("store", target.store.as_ref())?.expect("checked above");
+        let function_gateway = url("function_gateway", target.function_gateway.as_ref())?.unwrap_or_else(|| gateway.clone());
+        let function_store = url("function_store", target.function_store.as_ref())?.unwrap_or_else(|| store.clone());
+        let bind_addr = target.bind_addr.as_ref().map_or_else(|| "0.0.0.0".to_string(), |text| text.0.clone());
+        let secrets_dir = self.dir.join(target.secrets_dir.as_ref().expect("checked above"));
+        Ok(OpenFaas { gateway, store, function_gateway, function_store, bind_addr, secrets_dir })
     }
 
     fn parameters(&self, parameters: &Parameters) -> Checked<()> {
