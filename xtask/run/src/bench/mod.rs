@@ -34,9 +34,9 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Bench) ->
         bail!("--runs 0 leaves nothing to take a median of\nhelp: use --runs 3 or more");
     }
     let (name, target) = pipeline.target(global.target.as_deref())?;
-    if !matches!(target.kind, TargetKind::Local(_)) {
+    if !matches!(target.kind, TargetKind::Local(_) | TargetKind::Docker(_)) {
         bail!(
-            "`cargo xtask bench` measures the CPU time of the runtime's process tree, which only holds the replicas of a `local` target; target `{name}` is `{}`\nhelp: use `--target` with a `local` target",
+            "`cargo xtask bench` starts an embedded runtime of its own (`local` or `docker`); target `{name}` is `{}`\nhelp: use `--target` with a `local` or `docker` target",
             target.kind.name()
         );
     }
@@ -99,7 +99,7 @@ fn measure(
         let _guard = rt.enter();
         endpoints.store()?
     };
-    let info = Runtime { endpoints, pid };
+    let info = Runtime { endpoints, pid, state: target.state().clone() };
     let progress = indicatif::ProgressBar::new(1 + 2 * runs as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{bar:24}] {pos}/{len} {wide_msg}")?.progress_chars("=> "),
@@ -161,9 +161,9 @@ async fn request(
     request_id: String,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Request> {
-    let before = cpu::tree_seconds(info.pid);
+    let before = info.cpu_seconds().await;
     let outcome = verify::send(pipeline, &info.endpoints.gateway_url, store, video, request_id, progress).await?.succeeded()?;
-    let cpu_s = cpu::tree_seconds(info.pid) - before;
+    let cpu_s = info.cpu_seconds().await - before;
     let mut invocations = Vec::new();
     let mut linear_ms = std::collections::BTreeMap::new();
     for step in outcome.state["steps"].as_array().into_iter().flatten() {
@@ -195,10 +195,20 @@ async fn request(
     })
 }
 
-/// The bench's runtime: where it answers, and the root of its process tree.
+/// The bench's runtime: where it answers, the root of its process tree and
+/// its state folder (which names its containers).
 struct Runtime {
     endpoints: Endpoints,
     pid: u32,
+    state: crate::local::StateDir,
+}
+
+impl Runtime {
+    /// CPU seconds of the runtime's process tree (with a `local` target's
+    /// replicas) and of its containers (a `docker` target's replicas).
+    async fn cpu_seconds(&self) -> f64 {
+        cpu::tree_seconds(self.pid) + crate::local::container_cpu_seconds(&self.state).await
+    }
 }
 
 /// The 1-minute load average, to judge how busy the machine was.

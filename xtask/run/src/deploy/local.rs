@@ -48,6 +48,10 @@ impl<'a> Embedded<'a> {
         }
     }
 
+    pub fn state(&self) -> &StateDir {
+        &self.state
+    }
+
     /// The pid of the runtime, whose process tree is the `local` target's replicas.
     pub fn runtime_pid(&self) -> anyhow::Result<Option<u32>> {
         local::pid(&self.state)

@@ -222,6 +222,23 @@ impl Container {
     }
 }
 
+/// CPU seconds used so far by the running containers of the runtime `runtime`.
+pub async fn cpu_seconds(runtime: &str) -> f64 {
+    let Ok(docker) = Docker::connect_with_local_defaults() else { return 0.0 };
+    let filters = std::collections::HashMap::from([("label", vec![format!("{RUNTIME_LABEL}={runtime}")])]);
+    let options = ListContainersOptionsBuilder::new().filters(&filters).build();
+    let Ok(containers) = docker.list_containers(Some(options)).await else { return 0.0 };
+    let mut nanos = 0u64;
+    for id in containers.into_iter().filter_map(|c| c.id) {
+        let options = bollard::query_parameters::StatsOptionsBuilder::new().stream(false).one_shot(true).build();
+        let mut stats = docker.stats(&id, Some(options));
+        if let Some(Ok(stats)) = stats.next().await {
+            nanos += stats.cpu_stats.and_then(|cpu| cpu.cpu_usage).and_then(|usage| usage.total_usage).unwrap_or(0);
+        }
+    }
+    nanos as f64 / 1e9
+}
+
 /// The numeric `uid:gid` the image runs as (`User` of its config).
 async fn image_user(docker: &Docker, container: &str) -> anyhow::Result<(u64, u64)> {
     let inspected = docker.inspect_container(container, None::<InspectContainerOptions>).await?;

@@ -219,6 +219,12 @@ pub fn pid(state: &StateDir) -> anyhow::Result<Option<u32>> {
     Ok(state.running()?.map(|info| info.pid))
 }
 
+/// CPU seconds the containers of the runtime of `state` have used so far
+/// (0 without any: a `local` target's replicas are processes).
+pub async fn container_cpu_seconds(state: &StateDir) -> f64 {
+    container::cpu_seconds(&state.root.display().to_string()).await
+}
+
 /// The end of the runtime's log, or of one function's.
 pub fn log(state: &StateDir, function: Option<&str>, lines: usize) -> anyhow::Result<String> {
     let path = match function {
