@@ -187,7 +187,7 @@ impl Containers {
         let Ok(leftovers) = self.docker.list_containers(Some(options)).await else { return };
         for leftover in leftovers {
             let Some(id) = leftover.id else { continue };
-            tracing::warn!(container = %&id[..12.min(id.len())], "removing a container an earlier runtime left");
+            tracing::info!(container = %&id[..12.min(id.len())], "removing a container left over");
             let options = RemoveContainerOptionsBuilder::new().force(true).build();
             let _ = self.docker.remove_container(&id, Some(options)).await;
         }

@@ -83,7 +83,9 @@ impl Runner {
         }
     }
 
-    /// Stop what a runtime of this state folder left behind when it died.
+    /// Remove what is left of this runtime's replicas: at start, what a
+    /// runtime of this state folder left when it died; at the end, any
+    /// replica that exited and was not removed yet.
     pub async fn clean_up(&self) {
         if let Runner::Containers(containers) = self {
             containers.remove_leftovers().await;

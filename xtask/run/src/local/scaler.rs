@@ -332,6 +332,9 @@ impl Functions {
         self.closing.store(true, Ordering::SeqCst);
         let functions = self.all();
         futures::future::join_all(functions.iter().map(|f| self.stop(f, "runtime shutting down"))).await;
+        // And whatever replica had exited and was not removed yet (a container
+        // killed for memory moments ago).
+        self.runner.clean_up().await;
     }
 }
 
