@@ -436,11 +436,13 @@ fn docker_target(ws: &Workspace, images: &Value) {
     assert!(status.contains("target `openfaas` (openfaas): 8 of 8 functions deployed"), "{status}");
     assert!(!openfaas(&["logs", "extract-audio"]).trim().is_empty(), "the gateway serves the function's log");
     // Through this target too: scaled to zero, then called, a new container.
+    // (The update above replaced the replica; a call starts one.)
+    let health = || rt.block_on(async { reqwest::get(format!("{gateway}/function/sample-frames/_/health")).await.unwrap().status() });
+    assert_eq!(health(), 200);
     let before = containers("sample-frames")[0].id.clone();
     openfaas(&["scale", "sample-frames", "--replicas", "0"]);
     assert!(containers("sample-frames").is_empty(), "scaled to zero through the API");
-    let health = rt.block_on(async { reqwest::get(format!("{gateway}/function/sample-frames/_/health")).await.unwrap().status() });
-    assert_eq!(health, 200);
+    assert_eq!(health(), 200);
     let after = containers("sample-frames");
     assert_eq!(after.len(), 1);
     assert_ne!(after[0].id, before, "a cold start is a new container");
