@@ -505,13 +505,11 @@ fn check_namespace_as(function: &str, namespace: Option<&str>, kind: ErrorKind) 
 
 /// Forward the request to a replica of the function and stream its answer back.
 async fn proxy(State(gateway): Shared, request: Request) -> Response {
-    let (segment, rest) = split_function_path(request.uri().path(), "/function/");
-    let (name, namespace) = split_namespace(segment);
-    let (name, rest) = (name.to_string(), rest.to_string());
-    if let Err(response) = check_namespace(&name, namespace) {
-        return response;
-    }
-    let Some(function) = gateway.functions.get(&name) else { return unknown(&gateway.functions, &name) };
+    let (function, rest) = match addressed(&gateway, &request, "/function/") {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let name = function.spec.name.clone();
     let (parts, body) = request.into_parts();
     let body = reqwest::Body::wrap_stream(body.into_data_stream());
     match call(&gateway, &function, parts.method, &rest, parts.uri.query(), &parts.headers, body).await {
@@ -561,10 +559,7 @@ async fn call(
     let query = query.map(|q| format!("?{q}")).unwrap_or_default();
     let target = format!("{url}/{rest}{query}");
     let mut headers = forwardable(headers);
-    let call_id = headers
-        .get("x-call-id")
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a uuid is a header value"));
+    let call_id = call_id(&headers);
     headers.insert("x-call-id", call_id.clone());
     let deadline = function.spec.timeout + MARGIN;
     let sent = gateway.functions.client.request(method, target).headers(headers).timeout(deadline).body(body).send().await;
@@ -595,13 +590,11 @@ async fn call(
 /// its answer is POSTed to `X-Callback-Url`, with `X-Call-Id`,
 /// `X-Function-Name`, `X-Function-Status` and `X-Duration-Seconds`.
 async fn invoke_async(State(gateway): Shared, request: Request) -> Response {
-    let (segment, rest) = split_function_path(request.uri().path(), "/async-function/");
-    let (name, namespace) = split_namespace(segment);
-    let (name, rest) = (name.to_string(), rest.to_string());
-    if let Err(response) = check_namespace(&name, namespace) {
-        return response;
-    }
-    let Some(function) = gateway.functions.get(&name) else { return unknown(&gateway.functions, &name) };
+    let (function, rest) = match addressed(&gateway, &request, "/async-function/") {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let name = function.spec.name.clone();
     let (parts, body) = request.into_parts();
     let callback = match parts.headers.get("x-callback-url").map(|url| url.to_str().map(str::to_string)) {
         Some(Ok(url)) if url.starts_with("http://") || url.starts_with("https://") => Some(url),
@@ -617,10 +610,7 @@ async fn invoke_async(State(gateway): Shared, request: Request) -> Response {
     };
     let mut headers = parts.headers.clone();
     headers.remove("x-callback-url");
-    let call_id = headers
-        .get("x-call-id")
-        .cloned()
-        .unwrap_or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a uuid is a header value"));
+    let call_id = call_id(&headers);
     headers.insert("x-call-id", call_id.clone());
     let query = parts.uri.query().map(str::to_string);
     let gateway = gateway.clone();
@@ -658,6 +648,24 @@ async fn invoke_async(State(gateway): Shared, request: Request) -> Response {
     let mut response = StatusCode::ACCEPTED.into_response();
     response.headers_mut().insert("x-call-id", answer_id);
     response
+}
+
+/// The function a `<prefix><name>[.<namespace>]/<rest>` request is for, and
+/// its `rest`; or the 404 to answer.
+fn addressed(gateway: &Gateway, request: &Request, prefix: &str) -> Result<(Arc<Function>, String), Response> {
+    let (segment, rest) = split_function_path(request.uri().path(), prefix);
+    let (name, namespace) = split_namespace(segment);
+    check_namespace(name, namespace)?;
+    let function = gateway.functions.get(name).ok_or_else(|| unknown(&gateway.functions, name))?;
+    Ok((function, rest.to_string()))
+}
+
+/// The call's id: the caller's `X-Call-Id`, or a new one.
+fn call_id(headers: &HeaderMap) -> HeaderValue {
+    headers
+        .get("x-call-id")
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("a uuid is a header value"))
 }
 
 /// `<prefix><name>/<rest>` → (name, rest)
