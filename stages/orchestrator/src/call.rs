@@ -12,10 +12,6 @@ use serde::Serialize;
 use stage_runtime::plan::{PlanStep, Retry};
 use stage_runtime::{ErrorKind, ErrorResponse, Invocation, Metrics, Response, StageError};
 
-/// Extra time granted beyond the function's own timeout, so that the
-/// function's 504 (with its metrics) arrives before our deadline fires.
-const DEADLINE_MARGIN: Duration = Duration::from_secs(2);
-
 /// Pauses after a 429, doubling from the first to the second.
 const BUSY_PAUSE_MIN: Duration = Duration::from_millis(50);
 const BUSY_PAUSE_MAX: Duration = Duration::from_secs(2);
@@ -89,7 +85,10 @@ impl Caller {
 
     async fn once(&self, step: &PlanStep, inv: &Invocation) -> Result<Response, (StageError, Option<Metrics>)> {
         let url = format!("{}/function/{}", self.gateway, step.function);
-        let deadline = Duration::from_millis(step.timeout_ms) + DEADLINE_MARGIN;
+        // Past the gateway's own deadline for the call: its answer (the
+        // function's 504 with metrics) arrives first, and no retry starts
+        // while this attempt can still write.
+        let deadline = Duration::from_millis(step.deadline_ms);
         let sent = self.client.post(&url).json(inv).timeout(deadline).send().await;
         let response = sent.map_err(|e| (transport_error(&step.function, e, deadline), None))?;
         let status = response.status().as_u16();

@@ -68,6 +68,16 @@ async fn steps(plan: &Plan, caller: &Caller, doc: &StateDoc, inv: &Invocation) -
     if items.is_empty() {
         return Ok("no_items");
     }
+    if items.len() > fan.max_items {
+        let msg = format!(
+            "`{}` has {} items, more than the {} the pipeline's budget covers (dag.fan_out.max_items)",
+            fan.over,
+            items.len(),
+            fan.max_items
+        );
+        let error = StageError::new(ErrorKind::Unprocessable, "too_many_items", msg);
+        return Err(("orchestrator".into(), None, error));
+    }
     let scoped = items.into_iter().enumerate().map(|(index, item)| {
         let scope = format!("{}-{index:04}", fan.over);
         let mut scoped = artifacts.clone();

@@ -1,5 +1,6 @@
 //! Everything a function is told comes from its environment, the way OpenFaaS
-//! passes it: `PORT`, `max_inflight`, `exec_timeout`, secrets as files.
+//! passes it: `PORT`, `max_inflight`, `exec_timeout`, `write_timeout`,
+//! secrets as files.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -13,6 +14,9 @@ pub struct Config {
     /// 0 means unlimited.
     pub max_inflight: usize,
     pub exec_timeout: Duration,
+    /// By when an answer is written (the watchdog's `write_timeout`): a
+    /// drain never holds the process longer than this past its last call.
+    pub write_timeout: Duration,
     /// How long `/_/health` fails after SIGTERM before the server stops accepting.
     pub drain_delay: Duration,
     pub memory_limit_mb: u64,
@@ -45,10 +49,12 @@ impl Config {
                 .with_context(|| format!("cannot read secret `{name}` from {}", path.display()))?;
             Ok(value.trim().to_string())
         };
+        let exec_timeout = duration_var("exec_timeout", Duration::from_secs(60))?;
         Ok(Config {
             port: parse_var("PORT", 8080)?,
             max_inflight: parse_var("max_inflight", 0)?,
-            exec_timeout: duration_var("exec_timeout", Duration::from_secs(60))?,
+            exec_timeout,
+            write_timeout: duration_var("write_timeout", exec_timeout)?.max(exec_timeout),
             drain_delay: duration_var("healthcheck_interval", Duration::from_secs(0))?,
             memory_limit_mb: parse_var("MEMORY_LIMIT_MB", 0)?,
             store: StoreConfig {

@@ -18,8 +18,11 @@ pub struct Plan {
 #[serde(deny_unknown_fields)]
 pub struct PlanStep {
     pub function: String,
-    /// The function's declared timeout: the deadline of one attempt.
-    pub timeout_ms: u64,
+    /// The deadline of one attempt: the function's exec timeout with the
+    /// gateway's cold-start allowance and every layer's margin
+    /// (`xtask/src/pipeline/timeouts.rs`), so that the gateway has answered
+    /// before it ends.
+    pub deadline_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,6 +34,8 @@ pub struct FanOut {
     pub item: String,
     /// At most this many items in flight.
     pub max_parallel: usize,
+    /// At most this many items in all: the request's budget covers no more.
+    pub max_items: usize,
     pub steps: Vec<PlanStep>,
 }
 

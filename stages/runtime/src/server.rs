@@ -67,7 +67,7 @@ pub(crate) async fn run<H: Handler>(handler: H, config: Config, store: Store) ->
         tracing::info!("SIGTERM: health fails now, draining in-flight work");
         tokio::time::sleep(drain.config.drain_delay).await;
     };
-    let limit = shared.config.exec_timeout + shared.config.drain_delay + Duration::from_secs(1);
+    let limit = shared.config.write_timeout + shared.config.drain_delay;
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     tokio::select! {
         result = server => result?,

@@ -150,7 +150,7 @@ pub(crate) async fn send(
     let request = reqwest::Client::new()
         .post(format!("{gateway}/function/{entry}"))
         .json(&inv)
-        .timeout(pipeline.gateway.timeout + Duration::from_secs(5));
+        .timeout(pipeline.timeouts.client);
     // A task of its own, so the clock stops when the answer arrives, not when
     // the progress loop next looks.
     let started = Instant::now();

@@ -41,11 +41,14 @@ pub struct Placement<'a> {
 /// function's own `env:` (which may override any of them).
 pub fn environment(pipeline: &Pipeline, function: &Function, placement: &Placement) -> Vec<(String, String)> {
     let storage = &pipeline.storage;
+    let call = pipeline.timeouts.call(&function.name).unwrap_or_else(|| pipeline.timeouts.settings.call(function.timeout));
     let mut env: Vec<(String, String)> = [
         ("FUNCTION_NAME", function.name.clone()),
         ("BIND_ADDR", placement.bind_addr.to_string()),
         ("max_inflight", function.max_inflight.to_string()),
-        ("exec_timeout", format_duration(function.timeout)),
+        ("exec_timeout", format_duration(call.exec)),
+        ("read_timeout", format_duration(call.watchdog)),
+        ("write_timeout", format_duration(call.watchdog)),
         // The gateway stops routing to a replica before stopping it: no drain delay.
         ("healthcheck_interval", "0s".to_string()),
         ("MEMORY_LIMIT_MB", function.memory_mb.to_string()),
@@ -136,6 +139,7 @@ mod tests {
         assert_eq!(value(&detector, "S3_REGION"), "eu-west-3", "one value, the function's own");
         assert_eq!(value(&detector, "VS_DETECTOR_MODEL"), "/opt/model.onnx");
         assert_eq!(value(&detector, "exec_timeout"), "90s");
+        assert_eq!(value(&detector, "write_timeout"), "91s", "exec + margin, from the timeout model");
         assert_eq!(value(&detector, "VS_PLAN"), "");
         assert!(value(&env("orchestrator"), "VS_PLAN").starts_with('{'));
         assert_eq!(cpu(pipeline.function("orchestrator").unwrap()), "500m");

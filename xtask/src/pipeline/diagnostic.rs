@@ -1,11 +1,11 @@
 //! A pipeline error that points into the file (STYLE.md section 3):
 //!
 //! ```text
-//! error: function `transcribe` timeout 700s exceeds the gateway budget 600s
-//!   --> pipeline.yaml:31:14
-//! 31 |     timeout: 700s
-//!    |              ^^^^
-//! help: raise `gateway.timeout` or lower this one
+//! error: the queue worker's ack_wait 30m is not longer than the longest call 1h 30m 32s
+//!   --> pipeline.yaml:18:13
+//! 18 |   ack_wait: 30m
+//!    |             ^^^
+//! help: raise it to >= 1h 30m 33s
 //! ```
 
 use std::fmt;
@@ -167,21 +167,21 @@ mod tests {
     #[test]
     fn display_matches_style_guide() {
         let diag = Diagnostic {
-            message: "function `transcribe` timeout 700s exceeds the gateway budget 600s".into(),
+            message: "the queue worker's ack_wait 30m is not longer than the longest call 1h 30m 32s".into(),
             path: "pipeline.yaml".into(),
-            line: 31,
-            col: 14,
-            width: 4,
-            source_line: "    timeout: 700s".into(),
-            help: Some("raise `gateway.timeout` or lower this one".into()),
+            line: 18,
+            col: 13,
+            width: 3,
+            source_line: "  ack_wait: 30m".into(),
+            help: Some("raise it to >= 1h 30m 33s".into()),
         };
         assert_eq!(
             diag.to_string(),
-            "error: function `transcribe` timeout 700s exceeds the gateway budget 600s\n  \
-             --> pipeline.yaml:31:14\n\
-             31 |     timeout: 700s\n   \
-             |              ^^^^\n\
-             help: raise `gateway.timeout` or lower this one"
+            "error: the queue worker's ack_wait 30m is not longer than the longest call 1h 30m 32s\n  \
+             --> pipeline.yaml:18:13\n\
+             18 |   ack_wait: 30m\n   \
+             |             ^^^\n\
+             help: raise it to >= 1h 30m 33s"
         );
     }
 

@@ -11,6 +11,7 @@ pub mod plan;
 mod raw;
 mod spans;
 mod suggest;
+pub mod timeouts;
 mod units;
 
 pub use diagnostic::Diagnostic;

@@ -10,12 +10,14 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 
 use super::diagnostic::{Diagnostic, Source};
+use super::timeouts::Timeouts;
 
 /// The whole pipeline.yaml.
 #[derive(Debug)]
 pub struct Pipeline {
     pub name: String,
-    pub gateway: Gateway,
+    /// Every layer's timeout, derived from the functions' exec timeouts.
+    pub timeouts: Timeouts,
     pub storage: Storage,
     /// Names of the secrets; targets provide their values.
     pub secrets: Vec<String>,
@@ -31,12 +33,6 @@ pub struct Pipeline {
     pub dir: PathBuf,
     /// The file's text and positions, to point later errors into it.
     pub source: Source,
-}
-
-#[derive(Debug, Clone)]
-pub struct Gateway {
-    /// No function's timeout may exceed it.
-    pub timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -300,6 +296,9 @@ pub struct FanOut {
     /// The artifact name each item is passed to the steps under (e.g. `clip`).
     pub item: String,
     pub max_parallel: usize,
+    /// The most items a request may have: the request's budget covers this
+    /// many, and the orchestrator refuses more.
+    pub max_items: usize,
     pub steps: Vec<String>,
 }
 
@@ -521,7 +520,7 @@ mod tests {
         let orchestrator = pipeline.function("orchestrator").unwrap();
         assert_eq!(orchestrator.memory_mb, 128);
         assert_eq!(orchestrator.cpu, 0.5);
-        assert_eq!(orchestrator.timeout, Duration::from_secs(580));
+        assert_eq!(orchestrator.timeout, Duration::from_secs(90 * 60));
         assert_eq!(
             orchestrator.source,
             dir.path()
@@ -536,5 +535,15 @@ mod tests {
         assert_eq!(pipeline.dag.step_count(), 7);
         assert_eq!(pipeline.dag.retry.backoff, Duration::from_millis(500));
         assert!(pipeline.function("nope").is_none());
+    }
+
+    #[test]
+    fn the_repository_timeouts_explained() {
+        let (_dir, pipeline) = repository_pipeline();
+        expect_test::expect_file!["timeouts.table"].assert_eq(&pipeline.timeouts.table());
+        let plan = super::super::plan::plan(&pipeline);
+        let deadline = |name: &str| pipeline.timeouts.call(name).unwrap().attempt.as_millis() as u64;
+        assert_eq!(plan.steps[0].deadline_ms, deadline("extract-audio"));
+        assert_eq!(plan.fan_out.unwrap().max_items, 10);
     }
 }

@@ -8,7 +8,7 @@ use super::Pipeline;
 pub fn plan(pipeline: &Pipeline) -> Plan {
     let step = |name: &String| PlanStep {
         function: name.clone(),
-        timeout_ms: pipeline.function(name).map_or(0, |f| f.timeout.as_millis() as u64),
+        deadline_ms: pipeline.timeouts.call(name).map_or(0, |call| call.attempt.as_millis() as u64),
     };
     let dag = &pipeline.dag;
     Plan {
@@ -17,6 +17,7 @@ pub fn plan(pipeline: &Pipeline) -> Plan {
             over: fan.over.clone(),
             item: fan.item.clone(),
             max_parallel: fan.max_parallel,
+            max_items: fan.max_items,
             steps: fan.steps.iter().map(step).collect(),
         }),
         retry: Retry { attempts: dag.retry.attempts, backoff_ms: dag.retry.backoff.as_millis() as u64 },

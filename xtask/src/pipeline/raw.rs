@@ -15,7 +15,7 @@ use super::model::Parameters;
 #[serde(deny_unknown_fields)]
 pub struct RawPipeline {
     pub name: String,
-    pub gateway: RawGateway,
+    pub timeouts: RawTimeouts,
     pub storage: RawStorage,
     pub secrets: Vec<String>,
     pub targets: IndexMap<String, RawTarget>,
@@ -54,10 +54,26 @@ pub struct RawAsset {
     pub to: String,
 }
 
+/// `timeouts:`: the model's settings, and the layers someone else operates.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RawGateway {
-    pub timeout: Text,
+pub struct RawTimeouts {
+    pub cold_start: Text,
+    pub margin: Text,
+    #[serde(default)]
+    pub gateway: Option<RawGatewayTimeouts>,
+    #[serde(default)]
+    pub ack_wait: Option<Text>,
+    #[serde(default)]
+    pub client: Option<Text>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGatewayTimeouts {
+    pub upstream: Text,
+    pub read: Text,
+    pub write: Text,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +177,7 @@ pub struct RawFanOut {
     pub over: String,
     pub item: String,
     pub max_parallel: usize,
+    pub max_items: usize,
     pub steps: Vec<String>,
 }
 

@@ -136,10 +136,10 @@ fn missing_file_is_an_error_with_its_cause() {
 fn bad_yaml_points_at_unclosed_list() {
     Fixture::good().replace("cut-clips]", "cut-clips").fails(expect![[r#"
         error: invalid YAML: did not find expected ',' or ']'
-           --> pipeline.yaml:172:10
-        172 |   fan_out:
+           --> pipeline.yaml:187:10
+        187 |   fan_out:
             |          ^
-        help: while parsing a flow sequence that starts at 171:10: check its indentation and that its brackets and quotes are closed
+        help: while parsing a flow sequence that starts at 186:10: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -147,10 +147,10 @@ fn bad_yaml_points_at_unclosed_list() {
 fn tab_indentation_is_bad_yaml() {
     Fixture::good().replace("    cpu: 0.5\n", "\tcpu: 0.5\n").fails(expect![[r#"
         error: invalid YAML: found a tab character that violates indentation
-          --> pipeline.yaml:94:1
-        94 |  cpu: 0.5
-           | ^
-        help: while scanning a plain scalar that starts at 93:13: check its indentation and that its brackets and quotes are closed
+           --> pipeline.yaml:107:1
+        107 |  cpu: 0.5
+            | ^
+        help: while scanning a plain scalar that starts at 106:13: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -160,8 +160,8 @@ fn unknown_key_suggests_timeout() {
         .replace_after("  transcribe:\n", "    timeout:", "    timeot:")
         .fails(expect![[r#"
             error: unknown key `timeot` in `functions.transcribe`
-               --> pipeline.yaml:137:5
-            137 |     timeot: 120s
+               --> pipeline.yaml:150:5
+            150 |     timeot: 120s
                 |     ^^^^^^
             help: did you mean `timeout`? `functions.transcribe` accepts: `source`, `memory`, `cpu`, `timeout`, `max_inflight`, `scale`, `env`, `secrets`, `assets`
         "#]]);
@@ -172,12 +172,12 @@ fn unknown_key_without_close_match_lists_allowed_keys() {
     Fixture::good()
         .replace("storage:\n", "storage:\n  bucket_name: x\n")
         .fails(expect![[r#"
-        error: unknown key `bucket_name` in `storage`
-          --> pipeline.yaml:10:3
-        10 |   bucket_name: x
-           |   ^^^^^^^^^^^
-        help: `storage` accepts: `bucket`, `region`, `access_key_secret`, `secret_key_secret`
-    "#]]);
+            error: unknown key `bucket_name` in `storage`
+              --> pipeline.yaml:21:3
+            21 |   bucket_name: x
+               |   ^^^^^^^^^^^
+            help: `storage` accepts: `bucket`, `region`, `access_key_secret`, `secret_key_secret`
+        "#]]);
 }
 
 #[test]
@@ -186,9 +186,9 @@ fn missing_key_points_at_its_mapping() {
         .replace("    cpu: 0.5\n", "")
         .fails(expect![[r#"
             error: `functions.orchestrator` is missing `cpu`
-              --> pipeline.yaml:91:3
-            91 |   orchestrator:
-               |   ^^^^^^^^^^^^
+               --> pipeline.yaml:104:3
+            104 |   orchestrator:
+                |   ^^^^^^^^^^^^
             help: add `cpu:` to `functions.orchestrator`
         "#]]);
 }
@@ -199,9 +199,9 @@ fn wrong_type_names_the_expected_type() {
         .replace("max_inflight: 32", "max_inflight: lots")
         .fails(expect![[r#"
             error: `functions.orchestrator.max_inflight` must be a whole number, found string "lots"
-              --> pipeline.yaml:96:19
-            96 |     max_inflight: lots
-               |                   ^^^^
+               --> pipeline.yaml:109:19
+            109 |     max_inflight: lots
+                |                   ^^^^
             help: write a whole number here
         "#]]);
 }
@@ -212,8 +212,8 @@ fn openfaas_target_without_gateway_points_at_its_kind() {
         .replace("    gateway: http://127.0.0.1:31112\n", "")
         .fails(expect![[r#"
             error: target `openfaas` of kind `openfaas` has no `gateway`
-              --> pipeline.yaml:42:11
-            42 |     kind: openfaas
+              --> pipeline.yaml:53:11
+            53 |     kind: openfaas
                |           ^^^^^^^^
             help: add `gateway:` to `targets.openfaas`
         "#]]);
@@ -225,8 +225,8 @@ fn embedded_target_refuses_an_openfaas_setting() {
         .replace("    gateway_port: 8081\n", "    gateway_port: 8081\n    secrets_dir: secrets\n")
         .fails(expect![[r#"
             error: `secrets_dir` is not a setting of a `docker` target (`docker`)
-              --> pipeline.yaml:35:18
-            35 |     secrets_dir: secrets
+              --> pipeline.yaml:46:18
+            46 |     secrets_dir: secrets
                |                  ^^^^^^^
             help: a `docker` target takes `gateway_port`, `store_port`, `idle_timeout`
         "#]]);
@@ -238,8 +238,8 @@ fn openfaas_gateway_must_be_a_url() {
         .replace("gateway: http://127.0.0.1:31112", "gateway: 127.0.0.1:31112")
         .fails(expect![[r#"
             error: `127.0.0.1:31112` at `targets.openfaas.gateway` is not an http(s) URL
-              --> pipeline.yaml:43:14
-            43 |     gateway: 127.0.0.1:31112
+              --> pipeline.yaml:54:14
+            54 |     gateway: 127.0.0.1:31112
                |              ^^^^^^^^^^^^^^^
             help: write it like `http://127.0.0.1:8080`
         "#]]);
@@ -251,8 +251,8 @@ fn unknown_target_kind_lists_known_kinds() {
         .replace("kind: local", "kind: kubernetes")
         .fails(expect![[r#"
             error: unknown target kind `kubernetes` at `targets.local.kind`
-              --> pipeline.yaml:24:11
-            24 |     kind: kubernetes
+              --> pipeline.yaml:35:11
+            35 |     kind: kubernetes
                |           ^^^^^^^^^^
             help: known kinds: `local`, `docker`, `openfaas`
         "#]]);
@@ -264,10 +264,10 @@ fn duplicate_function_points_at_second_declaration() {
         .replace("  detect-speech:\n", "  extract-audio:\n")
         .fails(expect![[r#"
             error: function `extract-audio` is declared twice
-               --> pipeline.yaml:107:3
-            107 |   extract-audio:
+               --> pipeline.yaml:120:3
+            120 |   extract-audio:
                 |   ^^^^^^^^^^^^^
-            help: function names are unique: rename or remove one (the first is at line 99)
+            help: function names are unique: rename or remove one (the first is at line 112)
         "#]]);
 }
 
@@ -277,10 +277,10 @@ fn duplicate_key_points_at_second_one() {
         .replace("    cpu: 0.5\n", "    cpu: 0.5\n    cpu: 1\n")
         .fails(expect![[r#"
             error: key `cpu` appears twice in `functions.orchestrator`
-              --> pipeline.yaml:95:5
-            95 |     cpu: 1
-               |     ^^^
-            help: keep one of them (the first is at line 94)
+               --> pipeline.yaml:108:5
+            108 |     cpu: 1
+                |     ^^^
+            help: keep one of them (the first is at line 107)
         "#]]);
 }
 
@@ -290,8 +290,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:180:1
-        180 | ---
+           --> pipeline.yaml:196:1
+        196 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -301,8 +301,8 @@ fn second_yaml_document_is_rejected() {
 fn unknown_step_suggests_declared_function() {
     Fixture::good().replace("cut-clips]", "cut-clip]").fails(expect![[r#"
         error: unknown function `cut-clip` in `dag.steps`
-           --> pipeline.yaml:171:41
-        171 |   steps: [extract-audio, detect-speech, cut-clip]
+           --> pipeline.yaml:186:41
+        186 |   steps: [extract-audio, detect-speech, cut-clip]
             |                                         ^^^^^^^^
         help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
     "#]]);
@@ -312,8 +312,8 @@ fn unknown_step_suggests_declared_function() {
 fn unknown_entry_suggests_declared_function() {
     Fixture::good().replace("entry: orchestrator", "entry: orchestrater").fails(expect![[r#"
         error: unknown function `orchestrater` in `dag.entry`
-           --> pipeline.yaml:170:10
-        170 |   entry: orchestrater
+           --> pipeline.yaml:185:10
+        185 |   entry: orchestrater
             |          ^^^^^^^^^^^^
         help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
     "#]]);
@@ -325,10 +325,10 @@ fn dag_cycle_points_at_second_use() {
         .replace("[compress-clip, transcribe,", "[compress-clip, transcribe, cut-clips,")
         .fails(expect![[r#"
             error: function `cut-clips` appears twice in the DAG (a cycle)
-               --> pipeline.yaml:176:40
-            176 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
+               --> pipeline.yaml:192:40
+            192 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
                 |                                        ^^^^^^^^^
-            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 171)
+            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 186)
         "#]]);
 }
 
@@ -341,8 +341,8 @@ fn entry_listed_as_step_is_a_cycle() {
         )
         .fails(expect![[r#"
             error: the entry `orchestrator` is also a step: the DAG would call itself (a cycle)
-               --> pipeline.yaml:171:11
-            171 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
+               --> pipeline.yaml:186:11
+            186 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
                 |           ^^^^^^^^^^^^
             help: remove `orchestrator` here: the entry runs the steps and is not one of them
         "#]]);
@@ -354,8 +354,8 @@ fn function_outside_dag_is_rejected() {
         .replace("[compress-clip, transcribe,", "[compress-clip,")
         .fails(expect![[r#"
             error: function `transcribe` is not in the DAG
-               --> pipeline.yaml:131:3
-            131 |   transcribe:
+               --> pipeline.yaml:144:3
+            144 |   transcribe:
                 |   ^^^^^^^^^^
             help: add it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`
         "#]]);
@@ -367,8 +367,8 @@ fn undeclared_secret_suggests_declared_one() {
         .replace_after("  transcribe:\n", "s3-secret-key]", "s3-secret-ky]")
         .fails(expect![[r#"
             error: function `transcribe` uses undeclared secret `s3-secret-ky`
-               --> pipeline.yaml:140:30
-            140 |     secrets: [s3-access-key, s3-secret-ky]
+               --> pipeline.yaml:153:30
+            153 |     secrets: [s3-access-key, s3-secret-ky]
                 |                              ^^^^^^^^^^^^
             help: did you mean `s3-secret-key`? declare it under `secrets:` or fix the name
         "#]]);
@@ -383,8 +383,8 @@ fn storage_credential_secret_must_be_declared() {
         )
         .fails(expect![[r#"
             error: `storage.secret_key_secret` uses undeclared secret `s3-key`
-              --> pipeline.yaml:14:22
-            14 |   secret_key_secret: s3-key
+              --> pipeline.yaml:25:22
+            25 |   secret_key_secret: s3-key
                |                      ^^^^^^
             help: declare it under `secrets:` or fix the name
         "#]]);
@@ -396,8 +396,8 @@ fn missing_source_folder_points_at_source() {
         .replace("source: stages/transcribe", "source: stages/transcriber")
         .fails(expect![[r#"
             error: source folder `stages/transcriber` of function `transcribe` does not exist
-               --> pipeline.yaml:132:13
-            132 |     source: stages/transcriber
+               --> pipeline.yaml:145:13
+            145 |     source: stages/transcriber
                 |             ^^^^^^^^^^^^^^^^^^
             help: `source` is relative to the pipeline file's folder: looked for $DIR/stages/transcriber
         "#]]);
@@ -409,9 +409,9 @@ fn memory_above_64gi_is_rejected() {
         .replace("memory: 128Mi", "memory: 65Gi")
         .fails(expect![[r#"
             error: function `orchestrator` memory 65Gi exceeds the 64Gi limit
-              --> pipeline.yaml:93:13
-            93 |     memory: 65Gi
-               |             ^^^^
+               --> pipeline.yaml:106:13
+            106 |     memory: 65Gi
+                |             ^^^^
             help: lower it to `64Gi` or less
         "#]]);
 }
@@ -422,9 +422,9 @@ fn zero_memory_is_rejected() {
         .replace("memory: 128Mi", "memory: 0Mi")
         .fails(expect![[r#"
             error: function `orchestrator` memory is 0
-              --> pipeline.yaml:93:13
-            93 |     memory: 0Mi
-               |             ^^^
+               --> pipeline.yaml:106:13
+            106 |     memory: 0Mi
+                |             ^^^
             help: give it what one replica needs, like `256Mi`
         "#]]);
 }
@@ -435,9 +435,9 @@ fn memory_with_unknown_unit_is_rejected() {
         .replace("memory: 128Mi", "memory: 128MB")
         .fails(expect![[r#"
             error: function `orchestrator` memory `128MB` has an unknown unit `MB`
-              --> pipeline.yaml:93:13
-            93 |     memory: 128MB
-               |             ^^^^^
+               --> pipeline.yaml:106:13
+            106 |     memory: 128MB
+                |             ^^^^^
             help: write it like `256Mi`, `1Gi` or `512M`
         "#]]);
 }
@@ -448,9 +448,9 @@ fn cpu_must_be_above_zero() {
         .replace("cpu: 0.5", "cpu: 0m")
         .fails(expect![[r#"
             error: function `orchestrator` cpu 0m is not above 0
-              --> pipeline.yaml:94:10
-            94 |     cpu: 0m
-               |          ^^
+               --> pipeline.yaml:107:10
+            107 |     cpu: 0m
+                |          ^^
             help: write cores like `0.5` or `1`, or millicores like `500m`
         "#]]);
 }
@@ -461,9 +461,9 @@ fn scale_min_above_max_points_at_min() {
         .replace("scale: { min: 1, max: 2 }", "scale: { min: 3, max: 2 }")
         .fails(expect![[r#"
             error: function `orchestrator` scale min 3 exceeds max 2
-              --> pipeline.yaml:97:19
-            97 |     scale: { min: 3, max: 2 }
-               |                   ^
+               --> pipeline.yaml:110:19
+            110 |     scale: { min: 3, max: 2 }
+                |                   ^
             help: lower `min` or raise `max`
         "#]]);
 }
@@ -474,9 +474,9 @@ fn scale_max_zero_is_rejected() {
         .replace("scale: { min: 1, max: 2 }", "scale: { min: 0, max: 0 }")
         .fails(expect![[r#"
             error: function `orchestrator` scale max is 0: it could never run
-              --> pipeline.yaml:97:27
-            97 |     scale: { min: 0, max: 0 }
-               |                           ^
+               --> pipeline.yaml:110:27
+            110 |     scale: { min: 0, max: 0 }
+                |                           ^
             help: use 1 or more (`min: 0` already lets it scale to zero)
         "#]]);
 }
@@ -487,34 +487,85 @@ fn max_inflight_zero_is_rejected() {
         .replace("max_inflight: 32", "max_inflight: 0")
         .fails(expect![[r#"
             error: function `orchestrator` max_inflight is 0: it could never take a request
-              --> pipeline.yaml:96:19
-            96 |     max_inflight: 0
-               |                   ^
+               --> pipeline.yaml:109:19
+            109 |     max_inflight: 0
+                |                   ^
             help: use 1 or more
         "#]]);
 }
 
+// One failing example per rule of the timeout model (pipeline/timeouts.rs).
+
+const GATEWAY_PIN: &str = "  # gateway: { upstream: 600s, read: 610s, write: 610s }\n";
+const ACK_WAIT_PIN: &str = "  # ack_wait: 2h\n";
+
 #[test]
-fn function_timeout_above_gateway_budget_is_rejected() {
+fn timeout_rule_exec_within_gateway_upstream() {
     Fixture::good()
-        .replace_after("  transcribe:\n", "timeout: 120s", "timeout: 700s")
+        .replace(GATEWAY_PIN, "  gateway: { upstream: 600s, read: 610s, write: 610s }\n")
         .fails(expect![[r#"
-            error: function `transcribe` timeout 700s exceeds the gateway budget 600s
-               --> pipeline.yaml:137:14
-            137 |     timeout: 700s
-                |              ^^^^
-            help: raise `gateway.timeout` or lower this one
+            error: function `orchestrator` runs up to 1h 30m and answers by 1h 30m 2s, but the gateway waits only 10m for it (timeouts.gateway.upstream)
+               --> pipeline.yaml:108:14
+            108 |     timeout: 90m
+                |              ^^^
+            help: lower this timeout to <= 9m 58s, or raise the gateway's upstream timeout to >= 1h 30m 2s (rule: exec <= gateway upstream)
         "#]]);
 }
 
 #[test]
-fn entry_timeout_must_cover_the_steps() {
-    Fixture::good().replace("timeout: 580s", "timeout: 500s").fails(expect![[r#"
-        error: entry `orchestrator` timeout 500s is shorter than the steps it waits for (540s)
-          --> pipeline.yaml:95:14
-        95 |     timeout: 500s
-           |              ^^^^
-        help: the entry waits for extract-audio 60s + detect-speech 60s + cut-clips 120s + compress-clip 60s + transcribe 120s + sample-frames 30s + detect-objects 90s = 540s; raise its timeout to >= 540s or lower the steps' timeouts
+fn timeout_rule_gateway_upstream_before_read_and_write() {
+    Fixture::good()
+        .replace(GATEWAY_PIN, "  gateway: { upstream: 2h, read: 2h, write: 3h }\n")
+        .fails(expect![[r#"
+            error: the gateway's read timeout 2h ends before its upstream timeout 2h plus the margin 1s
+              --> pipeline.yaml:17:34
+            17 |   gateway: { upstream: 2h, read: 2h, write: 3h }
+               |                                  ^^
+            help: raise it to >= 2h 1s (rule: gateway upstream < gateway read/write)
+        "#]]);
+}
+
+#[test]
+fn timeout_rule_ack_wait_outlasts_the_longest_async_run() {
+    Fixture::good().replace(ACK_WAIT_PIN, "  ack_wait: 30m\n").fails(expect![[r#"
+        error: the queue worker's ack_wait 30m is not longer than the longest call 1h 30m 32s: it would redeliver an asynchronous request still running
+          --> pipeline.yaml:18:13
+        18 |   ack_wait: 30m
+           |             ^^^
+        help: raise it to >= 1h 30m 33s (rule: ack_wait > longest async run)
+    "#]]);
+}
+
+#[test]
+fn timeout_rule_entry_covers_the_request_budget() {
+    Fixture::good().replace("timeout: 90m", "timeout: 60m").fails(expect![[r#"
+        error: entry `orchestrator` timeout 1h is shorter than the worst case of the steps it waits for (1h 22m 7s 500ms)
+           --> pipeline.yaml:108:14
+        108 |     timeout: 60m
+            |              ^^^
+        help: each step's worst case is its attempts to their deadlines plus the backoffs: extract-audio 4m 40s 500ms, detect-speech 4m 40s 500ms, cut-clips 7m 40s 500ms, compress-clip 4m 40s 500ms, transcribe 7m 40s 500ms, sample-frames 3m 10s 500ms, detect-objects 6m 10s 500ms, the fanned-out steps 3 times (max_items / max_parallel); raise its timeout to >= 1h 22m 8s 500ms, or lower the steps' timeouts, `dag.retry.attempts` or `dag.fan_out.max_items` (rule: orchestrator deadlines <= its exec timeout)
+    "#]]);
+}
+
+#[test]
+fn timeout_rule_client_outlasts_the_gateway() {
+    Fixture::good().replace(ACK_WAIT_PIN, "  client: 1h\n").fails(expect![[r#"
+        error: the client's timeout 1h ends before the gateway's write timeout 1h 30m 33s plus the margin 1s
+          --> pipeline.yaml:18:11
+        18 |   client: 1h
+           |           ^^
+        help: raise it to >= 1h 30m 34s (rule: client > gateway)
+    "#]]);
+}
+
+#[test]
+fn fan_out_max_items_zero_is_rejected() {
+    Fixture::good().replace("max_items: 10", "max_items: 0").fails(expect![[r#"
+        error: `dag.fan_out.max_items` is 0: every request with an item would be refused
+           --> pipeline.yaml:191:16
+        191 |     max_items: 0
+            |                ^
+        help: give the most items a request may have, like `10`: the request's budget covers that many
     "#]]);
 }
 
@@ -524,8 +575,8 @@ fn duration_without_unit_is_rejected() {
         .replace("backoff: 500ms", "backoff: 500")
         .fails(expect![[r#"
             error: duration `500` at `dag.retry.backoff` has no unit
-               --> pipeline.yaml:179:14
-            179 |     backoff: 500
+               --> pipeline.yaml:195:14
+            195 |     backoff: 500
                 |              ^^^
             help: write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`
         "#]]);
@@ -537,8 +588,8 @@ fn fan_out_max_parallel_zero_is_rejected() {
         .replace("max_parallel: 4", "max_parallel: 0")
         .fails(expect![[r#"
             error: `dag.fan_out.max_parallel` is 0: no item would run
-               --> pipeline.yaml:175:19
-            175 |     max_parallel: 0
+               --> pipeline.yaml:190:19
+            190 |     max_parallel: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -550,8 +601,8 @@ fn retry_attempts_zero_is_rejected() {
         .replace("attempts: 3", "attempts: 0")
         .fails(expect![[r#"
             error: `dag.retry.attempts` is 0: no step would ever run
-               --> pipeline.yaml:178:15
-            178 |     attempts: 0
+               --> pipeline.yaml:194:15
+            194 |     attempts: 0
                 |               ^
             help: use 1 for no retries, or more
         "#]]);
@@ -563,8 +614,8 @@ fn top_db_min_above_max_is_rejected() {
         .replace("top_db: { min: 24,", "top_db: { min: 50,")
         .fails(expect![[r#"
             error: `parameters.speech.top_db` min 50 exceeds max 49
-              --> pipeline.yaml:71:20
-            71 |     top_db: { min: 50, max: 49 }
+              --> pipeline.yaml:82:20
+            82 |     top_db: { min: 50, max: 49 }
                |                    ^^
             help: lower `min` or raise `max`
         "#]]);
@@ -579,8 +630,8 @@ fn sentence_min_must_be_below_max() {
         )
         .fails(expect![[r#"
             error: `parameters.speech.sentence_seconds` min 30 must be below max 30
-              --> pipeline.yaml:72:30
-            72 |     sentence_seconds: { min: 30, max: 30 }
+              --> pipeline.yaml:83:30
+            83 |     sentence_seconds: { min: 30, max: 30 }
                |                              ^^
             help: lower `min` or raise `max` (min < max)
         "#]]);
@@ -592,8 +643,8 @@ fn frames_per_minute_zero_is_rejected() {
         .replace("per_minute: 12", "per_minute: 0")
         .fails(expect![[r#"
             error: `parameters.frames.per_minute` is 0: no frame would be sampled
-              --> pipeline.yaml:77:17
-            77 |     per_minute: 0
+              --> pipeline.yaml:88:17
+            88 |     per_minute: 0
                |                 ^
             help: sample at least 1 frame per minute
         "#]]);
@@ -605,8 +656,8 @@ fn score_threshold_outside_unit_interval_is_rejected() {
         .replace("score_threshold: 0.5", "score_threshold: 1.5")
         .fails(expect![[r#"
             error: `parameters.detector.score_threshold` 1.5 is outside 0..1
-              --> pipeline.yaml:81:22
-            81 |     score_threshold: 1.5
+              --> pipeline.yaml:92:22
+            92 |     score_threshold: 1.5
                |                      ^^^
             help: use a fraction between 0 and 1, like 0.5
         "#]]);
@@ -618,8 +669,8 @@ fn nms_iou_outside_unit_interval_is_rejected() {
         .replace("nms_iou: 0.3", "nms_iou: -0.3")
         .fails(expect![[r#"
             error: `parameters.detector.nms_iou` -0.3 is outside 0..1
-              --> pipeline.yaml:82:14
-            82 |     nms_iou: -0.3
+              --> pipeline.yaml:93:14
+            93 |     nms_iou: -0.3
                |              ^^^^
             help: use a fraction between 0 and 1, like 0.5
         "#]]);
@@ -631,8 +682,8 @@ fn zero_sample_rate_is_rejected() {
         .replace("audio_sample_rate: 16000", "audio_sample_rate: 0")
         .fails(expect![[r#"
             error: `parameters.compress.audio_sample_rate` is 0
-              --> pipeline.yaml:75:24
-            75 |     audio_sample_rate: 0
+              --> pipeline.yaml:86:24
+            86 |     audio_sample_rate: 0
                |                        ^
             help: use a sample rate in Hz, like 16000 or 22050
         "#]]);
@@ -644,8 +695,8 @@ fn env_cannot_override_parameters() {
         .replace("RUST_LOG: info", "VS_FRAMES_PER_MINUTE: 3")
         .fails(expect![[r#"
             error: function `detect-objects` cannot set environment variable `VS_FRAMES_PER_MINUTE`
-               --> pipeline.yaml:157:7
-            157 |       VS_FRAMES_PER_MINUTE: 3
+               --> pipeline.yaml:170:7
+            170 |       VS_FRAMES_PER_MINUTE: 3
                 |       ^^^^^^^^^^^^^^^^^^^^
             help: `VS_*` variables come from `parameters:`; change the parameter there
         "#]]);
@@ -657,8 +708,8 @@ fn fan_out_item_must_differ_from_its_list() {
         .replace("item: clip", "item: clips")
         .fails(expect![[r#"
             error: `dag.fan_out.item` `clips` is not a usable artifact name
-               --> pipeline.yaml:174:11
-            174 |     item: clips
+               --> pipeline.yaml:189:11
+            189 |     item: clips
                 |           ^^^^^
             help: name one item of `clips` in lowercase, other than the list, like `clip`
         "#]]);
@@ -670,8 +721,8 @@ fn unknown_platform_is_pointed_at_with_a_suggestion() {
         .replace("platforms: [linux/amd64, linux/arm64]", "platforms: [linux/amd64, linux/arm]")
         .fails(expect![[r#"
             error: unknown platform `linux/arm`
-              --> pipeline.yaml:59:28
-            59 |   platforms: [linux/amd64, linux/arm]
+              --> pipeline.yaml:70:28
+            70 |   platforms: [linux/amd64, linux/arm]
                |                            ^^^^^^^^^
             help: did you mean `linux/arm64`? known platforms: `linux/amd64`, `linux/arm64`
         "#]]);
@@ -683,8 +734,8 @@ fn registry_with_a_scheme_is_refused() {
         .replace("registry: 127.0.0.1:5000/videosearcher", "registry: http://127.0.0.1:5000/videosearcher")
         .fails(expect![[r#"
             error: `build.registry` has a scheme `http://`
-              --> pipeline.yaml:61:13
-            61 |   registry: http://127.0.0.1:5000/videosearcher
+              --> pipeline.yaml:72:13
+            72 |   registry: http://127.0.0.1:5000/videosearcher
                |             ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
             help: write a registry host with a path, like `127.0.0.1:5000/videosearcher`: image references carry no scheme
         "#]]);
@@ -696,8 +747,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
         .replace("to: /opt/videosearcher/models/centerface.onnx", "to: models/centerface.onnx")
         .fails(expect![[r#"
             error: asset destination `models/centerface.onnx` is not an absolute file path
-               --> pipeline.yaml:163:13
-            163 |         to: models/centerface.onnx
+               --> pipeline.yaml:176:13
+            176 |         to: models/centerface.onnx
                 |             ^^^^^^^^^^^^^^^^^^^^^^
             help: write where the file goes inside the image, like `/opt/videosearcher/models/model.onnx`
         "#]]);
@@ -707,8 +758,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
 fn base_folder_without_its_recipe_is_pointed_at() {
     Fixture::good().replace("base: base-image", "base: no-such-folder").fails(expect![[r#"
         error: base image folder `no-such-folder` has no `Dockerfile`
-          --> pipeline.yaml:54:9
-        54 |   base: no-such-folder
+          --> pipeline.yaml:65:9
+        65 |   base: no-such-folder
            |         ^^^^^^^^^^^^^^
         help: `base` is relative to the pipeline file's folder and holds `Dockerfile` and `packages`: looked in $DIR/no-such-folder
     "#]]);

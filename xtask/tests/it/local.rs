@@ -20,14 +20,12 @@ impl Local {
         let stages = Path::new(env!("CARGO_MANIFEST_DIR")).join("../stages").canonicalize().unwrap();
         let yaml = format!(
             r#"name: video-searcher-test
-gateway:
-  timeout: 600s
 {common}functions:
   orchestrator:
     source: {stages}/orchestrator
     memory: 128Mi
     cpu: 0.5
-    timeout: 120s
+    timeout: 5m
     max_inflight: 8
     scale: {{ min: {orchestrator_min}, max: 2 }}
     secrets: [s3-access-key, s3-secret-key]
@@ -212,7 +210,7 @@ fn up_cold_starts_functions_and_down_stops_them() {
     let status = local.xtask_ok(&["status"]);
     assert!(status.contains("FUNCTION       REPLICAS  INVOCATIONS  MEMORY  TIMEOUT"), "{status}");
     assert!(status.contains("extract-audio  0/0       1            256Mi   60s"), "{status}");
-    assert!(status.contains("orchestrator   1/1       0            128Mi   120s"), "{status}");
+    assert!(status.contains("orchestrator   1/1       0            128Mi   300s"), "{status}");
 
     let again = local.xtask_ok(&["up"]);
     assert!(again.contains(&format!("already running (pid {})", gateway.pid)), "{again}");

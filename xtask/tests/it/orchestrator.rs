@@ -36,19 +36,18 @@ impl Step {
 
 /// A pipeline whose entry is the real orchestrator and whose functions are
 /// all built from stages/fault: `steps` in order, then `fan_out` for every
-/// item of the artifact `items` (as `item`), two at a time.
+/// item of the artifact `items` (as `item`), two at a time and at most
+/// five in all.
 fn pipeline(steps: &[Step], fan_out: &[Step], attempts: u32) -> String {
     let stages = repo().join("stages");
     let mut yaml = format!(
         r#"name: orchestrator-test
-gateway:
-  timeout: 60s
 {common}functions:
   orchestrator:
     source: {orchestrator}
     memory: 128Mi
     cpu: 0.5
-    timeout: 20s
+    timeout: 15m
     max_inflight: 8
     scale: {{ min: 0, max: 1 }}
     secrets: [s3-access-key, s3-secret-key]
@@ -73,7 +72,7 @@ gateway:
     yaml += &format!("dag:\n  entry: orchestrator\n  steps: [{}]\n", names(steps));
     if !fan_out.is_empty() {
         yaml += &format!(
-            "  fan_out:\n    over: items\n    item: item\n    max_parallel: 2\n    steps: [{}]\n",
+            "  fan_out:\n    over: items\n    item: item\n    max_parallel: 2\n    max_items: 5\n    steps: [{}]\n",
             names(fan_out)
         );
     }
@@ -298,6 +297,20 @@ fn fan_out_runs_every_item_through_every_step_and_stores_each_key_once() {
     let keys = stored(&rt, "fan-1");
     assert_eq!(keys, named(&rt, "fan-1", &state));
     assert_eq!(keys.len(), 1 + 1 + 5 * 2 + 1, "input, first, two per item, state: {keys:#?}");
+}
+
+#[test]
+fn more_items_than_the_budget_covers_are_refused_before_any_runs() {
+    let yaml = pipeline(&[step("first", "ok", "5s").env("FAULT_ITEMS", "6")], &[step("second", "ok", "5s")], 3);
+    let rt = Runtime::up(&yaml);
+    let (status, body) = request(&rt, "many-1");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_items", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("6 items, more than the 5"), "{message}");
+    let state = state(&rt, "many-1");
+    assert_eq!(state["status"], "failed", "{state:#}");
+    assert!(invocations(&rt, "second", "many-1").is_empty(), "an item ran");
 }
 
 #[test]

@@ -13,7 +13,10 @@ use stage_runtime::{Invocation, Store, StoreConfig};
 /// local target (with `idle_timeout`) and the repository's parameters.
 pub fn common_sections(idle_timeout: &str) -> String {
     format!(
-        "storage:
+        "timeouts:
+  cold_start: 10s
+  margin: 1s
+storage:
   bucket: videosearcher
   region: us-east-1
   access_key_secret: s3-access-key

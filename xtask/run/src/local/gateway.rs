@@ -30,7 +30,7 @@ use stage_runtime::{ErrorKind, ErrorResponse, StageError};
 use super::metrics::Metrics;
 use super::replica::Program;
 use super::runtime::Placer;
-use super::scaler::{Function, Functions, MARGIN};
+use super::scaler::{Function, Functions};
 use super::secrets::{Refused, Secrets};
 use crate::openfaas::{
     DeleteFunctionRequest, FunctionDeployment, FunctionStatus, LogEntry, PrometheusAlert, Resources,
@@ -561,7 +561,8 @@ async fn call(
     let mut headers = forwardable(headers);
     let call_id = call_id(&headers);
     headers.insert("x-call-id", call_id.clone());
-    let deadline = function.spec.timeout + MARGIN;
+    // A replica is ready: its answer (a 504 at worst) is out by `upstream`.
+    let deadline = function.spec.call.upstream;
     let sent = gateway.functions.client.request(method, target).headers(headers).timeout(deadline).body(body).send().await;
     let failed = |err: StageError| {
         answered(err.kind.status());

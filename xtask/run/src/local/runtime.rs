@@ -15,7 +15,7 @@ use super::container::{self, Containers};
 use super::process::Spawner;
 use super::replica::{Launch, Program, Runner};
 use super::gateway::Gateway;
-use super::scaler::{Function, Functions, Spec, MARGIN};
+use super::scaler::{Function, Functions, Spec};
 use super::secrets::Secrets;
 use super::state::{RuntimeInfo, StateDir};
 use super::store::Store;
@@ -93,6 +93,7 @@ pub fn run(pipeline: &Pipeline, target: &str, state: &StateDir, programs: &Progr
             dir: pipeline.dir.clone(),
             gateway_url: gateway_url.clone(),
             store_url: store.endpoint(),
+            timeouts: pipeline.timeouts.settings.clone(),
         };
         let secrets = Secrets::new(state.secrets(), secrets);
         let functions = pipeline
@@ -103,8 +104,8 @@ pub fn run(pipeline: &Pipeline, target: &str, state: &StateDir, programs: &Progr
         let functions = Arc::new(Functions::new(functions, runner, idle_timeout)?);
         functions.start_minimum().await;
 
-        let longest = pipeline.functions.iter().map(|f| f.timeout + MARGIN).max().unwrap_or_default();
-        let stop_timeout = longest + Duration::from_secs(10);
+        // Every call in flight has ended by then, and every replica stopped.
+        let stop_timeout = pipeline.timeouts.longest_call() + pipeline.timeouts.settings.margin;
         state.write_info(&RuntimeInfo {
             pid: std::process::id(),
             gateway_url: gateway_url.clone(),
@@ -153,6 +154,8 @@ pub struct Placer {
     dir: PathBuf,
     gateway_url: String,
     store_url: String,
+    /// What functions deployed through the API derive their timeouts with.
+    timeouts: pipeline::timeouts::Settings,
 }
 
 impl Placer {
@@ -203,7 +206,8 @@ impl Placer {
             (Programs::Images, None) => anyhow::bail!("no images resolved"),
         };
         let launch = Launch { function: spec.name.clone(), program, env, log: self.state.function_log(&spec.name) };
-        Ok(Function::new(Spec::of(spec), launch))
+        let call = pipeline.timeouts.call(&spec.name).context("a pipeline function has its timeouts")?;
+        Ok(Function::new(Spec::of(spec, call), launch))
     }
 
     /// A function deployed through `POST`/`PUT /system/functions`: its
@@ -252,7 +256,7 @@ impl Placer {
         };
         let spec = Spec {
             name: name.clone(),
-            timeout,
+            call: self.timeouts.call(timeout),
             memory_mb,
             cpu,
             scale,

@@ -12,11 +12,7 @@ use stage_runtime::{ErrorKind, StageError};
 
 use super::replica::{Exit, Launch, Replica, Runner, StartError};
 use crate::pipeline;
-
-/// How long a cold start may take before the caller gets an error.
-pub const START_DEADLINE: Duration = Duration::from_secs(30);
-/// Added to a function's timeout: its drain after SIGTERM and the proxy's wait.
-pub const MARGIN: Duration = Duration::from_secs(5);
+use crate::pipeline::timeouts::Call;
 
 const STOPPED: u8 = 0;
 const STARTING: u8 = 1;
@@ -27,7 +23,10 @@ const READY: u8 = 2;
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub name: String,
-    pub timeout: Duration,
+    /// Its timeouts, layer by layer (`pipeline::timeouts`): how long a cold
+    /// start may take, how long the gateway waits for its answer, how long
+    /// a stopping replica is given.
+    pub call: Call,
     pub memory_mb: u64,
     pub cpu: f64,
     pub scale: pipeline::Scale,
@@ -40,14 +39,14 @@ pub struct Spec {
 
 impl Spec {
     /// A function of the pipeline file, as the contract describes it.
-    pub fn of(function: &pipeline::Function) -> Spec {
+    pub fn of(function: &pipeline::Function, call: Call) -> Spec {
         use crate::pipeline::{contract, format_duration};
         let mut env_vars: BTreeMap<String, String> = function.env.clone().into_iter().collect();
         env_vars.insert("exec_timeout".into(), format_duration(function.timeout));
         env_vars.insert("max_inflight".into(), function.max_inflight.to_string());
         Spec {
             name: function.name.clone(),
-            timeout: function.timeout,
+            call,
             memory_mb: function.memory_mb,
             cpu: function.cpu,
             scale: function.scale,
@@ -118,9 +117,9 @@ impl Function {
         Busy(self.clone())
     }
 
-    /// Grace time for stopping: the function's own timeout plus its drain.
+    /// Grace time for stopping: its last call's answer is out by then.
     pub fn grace(&self) -> Duration {
-        self.spec.timeout + MARGIN
+        self.spec.call.stop_grace()
     }
 }
 
@@ -217,7 +216,7 @@ impl Functions {
         }
         function.phase.store(STARTING, Ordering::SeqCst);
         let started = Instant::now();
-        match self.runner.start(&function.launch, &self.client, START_DEADLINE).await {
+        match self.runner.start(&function.launch, &self.client, function.spec.call.ready).await {
             Ok(replica) => {
                 tracing::info!(function = %function.spec.name, id = %replica.id(), "ready after {:?}", started.elapsed());
                 let url = replica.url().to_string();

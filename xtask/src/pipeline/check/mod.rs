@@ -12,12 +12,13 @@ mod build;
 
 use super::diagnostic::{Diagnostic, Source};
 use super::model::{
-    Bounds, Dag, Embedded, FanOut, OpenFaas, Function, Gateway, Parameters, Pipeline, Retry, Scale, Storage, Target,
+    Bounds, Dag, Embedded, FanOut, OpenFaas, Function, Parameters, Pipeline, Retry, Scale, Storage, Target,
     TargetKind,
 };
-use super::raw::{RawDag, RawFunction, RawPipeline, RawStorage, RawTarget, RawTargetKind, Text};
+use super::raw::{RawDag, RawFunction, RawPipeline, RawStorage, RawTarget, RawTargetKind, RawTimeouts, Text};
+use super::timeouts::{GatewayTimeouts, Settings, Timeouts};
 use super::suggest;
-use super::units::{bytes_to_mib, format_duration, parse_cpu, parse_duration, parse_memory};
+use super::units::{bytes_to_mib, parse_cpu, parse_duration, parse_memory};
 
 /// Largest memory a function may ask for.
 const MAX_MEMORY: u64 = 64 << 30;
@@ -31,9 +32,7 @@ pub fn check(raw: RawPipeline, source: Source, dir: PathBuf) -> Checked<Pipeline
         dir: &dir,
         secrets: &raw.secrets,
     };
-    let gateway = Gateway {
-        timeout: checker.duration("gateway.timeout", &raw.gateway.timeout)?,
-    };
+    let settings = checker.timeout_settings(&raw.timeouts)?;
     let storage = checker.storage(raw.storage)?;
     checker.secret_list()?;
     let targets = checker.targets(raw.targets)?;
@@ -41,15 +40,18 @@ pub fn check(raw: RawPipeline, source: Source, dir: PathBuf) -> Checked<Pipeline
     let functions = raw
         .functions
         .into_iter()
-        .map(|(name, function)| checker.function(name, function, &gateway))
+        .map(|(name, function)| checker.function(name, function))
         .collect::<Checked<Vec<_>>>()?;
     let dag = checker.dag(raw.dag, &functions)?;
-    checker.entry_waits_for_steps(&dag, &functions)?;
     checker.all_functions_in_dag(&dag, &functions)?;
+    let timeouts = Timeouts::derive(settings, &functions, &dag);
+    if let Some(violation) = timeouts.violations().into_iter().next() {
+        return Err(checker.error(&violation.path, violation.message, format!("{} (rule: {})", violation.help, violation.rule)));
+    }
     let build = raw.build.map(|build| checker.build(build)).transpose()?;
     Ok(Pipeline {
         name: raw.name,
-        gateway,
+        timeouts,
         storage,
         secrets: raw.secrets,
         targets,
@@ -89,6 +91,25 @@ impl Checker<'_> {
             ));
         }
         Ok(duration)
+    }
+
+    fn timeout_settings(&self, raw: &RawTimeouts) -> Checked<Settings> {
+        let optional = |key: &str, text: Option<&Text>| text.map(|text| self.duration(&format!("timeouts.{key}"), text)).transpose();
+        let gateway = match &raw.gateway {
+            None => None,
+            Some(gateway) => Some(GatewayTimeouts {
+                upstream: self.duration("timeouts.gateway.upstream", &gateway.upstream)?,
+                read: self.duration("timeouts.gateway.read", &gateway.read)?,
+                write: self.duration("timeouts.gateway.write", &gateway.write)?,
+            }),
+        };
+        Ok(Settings {
+            cold_start: self.duration("timeouts.cold_start", &raw.cold_start)?,
+            margin: self.duration("timeouts.margin", &raw.margin)?,
+            gateway,
+            ack_wait: optional("ack_wait", raw.ack_wait.as_ref())?,
+            client: optional("client", raw.client.as_ref())?,
+        })
     }
 
     fn storage(&self, storage: RawStorage) -> Checked<Storage> {
@@ -323,7 +344,7 @@ impl Checker<'_> {
         ))
     }
 
-    fn function(&self, name: String, raw: RawFunction, gateway: &Gateway) -> Checked<Function> {
+    fn function(&self, name: String, raw: RawFunction) -> Checked<Function> {
         let path = format!("functions.{name}");
         let at = |key: &str| format!("{path}.{key}");
         let valid_name = name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -397,17 +418,6 @@ impl Checker<'_> {
         }
 
         let timeout = self.duration(&at("timeout"), &raw.timeout)?;
-        if timeout > gateway.timeout {
-            return Err(self.error(
-                &at("timeout"),
-                format!(
-                    "function `{name}` timeout {} exceeds the gateway budget {}",
-                    raw.timeout.0,
-                    format_duration(gateway.timeout)
-                ),
-                "raise `gateway.timeout` or lower this one",
-            ));
-        }
 
         if raw.max_inflight == 0 {
             return Err(self.error(
@@ -554,6 +564,13 @@ impl Checker<'_> {
                         "use 1 or more",
                     ));
                 }
+                if fan_out.max_items == 0 {
+                    return Err(self.error(
+                        "dag.fan_out.max_items",
+                        "`dag.fan_out.max_items` is 0: every request with an item would be refused",
+                        "give the most items a request may have, like `10`: the request's budget covers that many",
+                    ));
+                }
                 if fan_out.steps.is_empty() {
                     return Err(self.error(
                         "dag.fan_out.steps",
@@ -565,6 +582,7 @@ impl Checker<'_> {
                     over: fan_out.over,
                     item: fan_out.item,
                     max_parallel: fan_out.max_parallel,
+                    max_items: fan_out.max_items,
                     steps: fan_out.steps,
                 })
             }
@@ -613,41 +631,6 @@ impl Checker<'_> {
                 path.split('[').next().unwrap_or(path)
             ),
             format!("{hint}declared functions: {}", declared.join(", ")),
-        ))
-    }
-
-    /// The entry calls the steps one after the other (each fanned-out item too),
-    /// so its timeout must cover the sum of theirs.
-    fn entry_waits_for_steps(&self, dag: &Dag, functions: &[Function]) -> Checked<()> {
-        let timeout = |name: &str| {
-            functions
-                .iter()
-                .find(|f| f.name == name)
-                .map_or(Duration::ZERO, |f| f.timeout)
-        };
-        let entry = timeout(&dag.entry);
-        let total: Duration = dag.all_steps().map(timeout).sum();
-        if total <= entry {
-            return Ok(());
-        }
-        let terms: Vec<String> = dag
-            .all_steps()
-            .map(|step| format!("{step} {}", format_duration(timeout(step))))
-            .collect();
-        Err(self.error(
-            &format!("functions.{}.timeout", dag.entry),
-            format!(
-                "entry `{}` timeout {} is shorter than the steps it waits for ({})",
-                dag.entry,
-                format_duration(entry),
-                format_duration(total)
-            ),
-            format!(
-                "the entry waits for {} = {}; raise its timeout to >= {} or lower the steps' timeouts",
-                terms.join(" + "),
-                format_duration(total),
-                format_duration(total)
-            ),
         ))
     }
 
