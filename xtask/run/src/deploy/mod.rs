@@ -84,6 +84,32 @@ pub trait Target {
     }
 }
 
+/// Every declared secret's value, for a target that takes them from this
+/// machine: `VS_SECRET_<NAME>` (upper case, `-` as `_`) when set, else the
+/// file `<dir>/<name>`. The values go to the cluster or gateway only, never
+/// into a file, a log or an error message.
+pub fn secret_values(pipeline: &Pipeline, target: &str, dir: &std::path::Path) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    pipeline
+        .secrets
+        .iter()
+        .map(|name| {
+            let variable = format!("VS_SECRET_{}", name.to_ascii_uppercase().replace('-', "_"));
+            if let Some(value) = std::env::var_os(&variable) {
+                let value = value.into_string().map_err(|_| anyhow::anyhow!("{variable} is not UTF-8"))?;
+                return Ok((name.clone(), value.trim().to_string()));
+            }
+            let path = dir.join(name);
+            let value = std::fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "secret `{name}` of target `{target}` has no value: {variable} is not set and {} cannot be read\nhelp: put its value in that file (`targets.{target}.secrets_dir`) or in {variable}",
+                    path.display()
+                )
+            })?;
+            Ok((name.clone(), value.trim().to_string()))
+        })
+        .collect()
+}
+
 /// The target `--target` names (or the first `local` one), with its state folder.
 pub fn open<'a>(pipeline: &'a Pipeline, global: &flags::Global) -> anyhow::Result<Box<dyn Target + 'a>> {
     let (name, target) = pipeline.target(global.target.as_deref())?;

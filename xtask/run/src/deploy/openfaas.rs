@@ -49,25 +49,9 @@ impl<'a> OpenFaasTarget<'a> {
         Ok(gateway)
     }
 
-    /// Every declared secret's value, from `secrets_dir`.
+    /// Every declared secret's value (`deploy::secret_values`).
     fn secrets(&self) -> anyhow::Result<BTreeMap<String, String>> {
-        let dir = &self.config.secrets_dir;
-        self.pipeline
-            .secrets
-            .iter()
-            .map(|name| {
-                let path = dir.join(name);
-                let value = std::fs::read_to_string(&path).with_context(|| {
-                    format!(
-                        "secret `{name}` of target `{}` has no value: cannot read {}\nhelp: put its value in that file (`targets.{}.secrets_dir`)",
-                        self.name,
-                        path.display(),
-                        self.name
-                    )
-                })?;
-                Ok((name.clone(), value.trim().to_string()))
-            })
-            .collect()
+        super::secret_values(self.pipeline, &self.name, &self.config.secrets_dir)
     }
 
     /// The pushed multi-arch image of every function, from the last build.
