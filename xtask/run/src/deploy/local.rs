@@ -22,9 +22,13 @@ impl<'a> Embedded<'a> {
         Ok(Embedded { pipeline, name: name.to_string(), kind, state: StateDir::new(state_dir)? })
     }
 
-    /// `deploy --foreground`: be the runtime.
+    /// `deploy --foreground`: be the runtime. For `docker` the runtime
+    /// resolves the images itself as it starts (a missing one is its
+    /// error), so only processes need the detector model prepared here.
     pub fn serve(&self) -> anyhow::Result<()> {
-        self.prepare()?;
+        if let TargetKind::Local(_) = self.kind {
+            self.prepare()?;
+        }
         local::serve(self.pipeline, &self.name, &self.kind, &self.state)
     }
 

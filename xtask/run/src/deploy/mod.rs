@@ -263,24 +263,17 @@ impl Gateway {
 
     /// `GET /system/functions`.
     pub fn functions(&self) -> anyhow::Result<Vec<FunctionStatus>> {
-        let url = format!("{}/system/functions", self.url);
-        self.tokio.block_on(async {
-            let answer = self.http.get(&url).send().await.with_context(|| format!("ask the gateway for its functions ({url})"))?;
-            let answer = answer.error_for_status().with_context(|| format!("ask the gateway for its functions ({url})"))?;
-            answer.json().await.with_context(|| format!("read the answer of {url}"))
-        })
+        self.get_json("/system/functions").context("ask the gateway for its functions")
     }
 
     /// `GET /system/function/<name>`.
     pub fn function(&self, name: &str) -> anyhow::Result<FunctionStatus> {
-        let url = format!("{}/system/function/{name}", self.url);
-        self.tokio.block_on(async {
-            let answer = self.http.get(&url).send().await.with_context(|| format!("GET {url}"))?;
-            if answer.status() == reqwest::StatusCode::NOT_FOUND {
-                bail!("the gateway at {} has no function `{name}`", self.url);
+        self.get_json(&format!("/system/function/{name}")).map_err(|e| {
+            let status = e.chain().find_map(|cause| cause.downcast_ref::<reqwest::Error>()?.status());
+            match status {
+                Some(reqwest::StatusCode::NOT_FOUND) => anyhow::anyhow!("the gateway at {} has no function `{name}`", self.url),
+                _ => e,
             }
-            let answer = answer.error_for_status().with_context(|| format!("GET {url}"))?;
-            answer.json().await.with_context(|| format!("read the answer of {url}"))
         })
     }
 
