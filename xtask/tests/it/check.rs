@@ -136,10 +136,10 @@ fn missing_file_is_an_error_with_its_cause() {
 fn bad_yaml_points_at_unclosed_list() {
     Fixture::good().replace("cut-clips]", "cut-clips").fails(expect![[r#"
         error: invalid YAML: did not find expected ',' or ']'
-           --> pipeline.yaml:172:10
-        172 |   fan_out:
+           --> pipeline.yaml:190:10
+        190 |   fan_out:
             |          ^
-        help: while parsing a flow sequence that starts at 171:10: check its indentation and that its brackets and quotes are closed
+        help: while parsing a flow sequence that starts at 189:10: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -147,10 +147,10 @@ fn bad_yaml_points_at_unclosed_list() {
 fn tab_indentation_is_bad_yaml() {
     Fixture::good().replace("    cpu: 0.5\n", "\tcpu: 0.5\n").fails(expect![[r#"
         error: invalid YAML: found a tab character that violates indentation
-          --> pipeline.yaml:94:1
-        94 |  cpu: 0.5
-           | ^
-        help: while scanning a plain scalar that starts at 93:13: check its indentation and that its brackets and quotes are closed
+           --> pipeline.yaml:112:1
+        112 |  cpu: 0.5
+            | ^
+        help: while scanning a plain scalar that starts at 111:13: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -160,8 +160,8 @@ fn unknown_key_suggests_timeout() {
         .replace_after("  transcribe:\n", "    timeout:", "    timeot:")
         .fails(expect![[r#"
             error: unknown key `timeot` in `functions.transcribe`
-               --> pipeline.yaml:137:5
-            137 |     timeot: 120s
+               --> pipeline.yaml:155:5
+            155 |     timeot: 120s
                 |     ^^^^^^
             help: did you mean `timeout`? `functions.transcribe` accepts: `source`, `memory`, `cpu`, `timeout`, `max_inflight`, `scale`, `env`, `secrets`, `assets`
         "#]]);
@@ -186,9 +186,9 @@ fn missing_key_points_at_its_mapping() {
         .replace("    cpu: 0.5\n", "")
         .fails(expect![[r#"
             error: `functions.orchestrator` is missing `cpu`
-              --> pipeline.yaml:91:3
-            91 |   orchestrator:
-               |   ^^^^^^^^^^^^
+               --> pipeline.yaml:109:3
+            109 |   orchestrator:
+                |   ^^^^^^^^^^^^
             help: add `cpu:` to `functions.orchestrator`
         "#]]);
 }
@@ -199,9 +199,9 @@ fn wrong_type_names_the_expected_type() {
         .replace("max_inflight: 32", "max_inflight: lots")
         .fails(expect![[r#"
             error: `functions.orchestrator.max_inflight` must be a whole number, found string "lots"
-              --> pipeline.yaml:96:19
-            96 |     max_inflight: lots
-               |                   ^^^^
+               --> pipeline.yaml:114:19
+            114 |     max_inflight: lots
+                |                   ^^^^
             help: write a whole number here
         "#]]);
 }
@@ -248,13 +248,120 @@ fn openfaas_gateway_must_be_a_url() {
 #[test]
 fn unknown_target_kind_lists_known_kinds() {
     Fixture::good()
-        .replace("kind: local", "kind: kubernetes")
+        .replace("kind: local", "kind: cloud")
         .fails(expect![[r#"
-            error: unknown target kind `kubernetes` at `targets.local.kind`
+            error: unknown target kind `cloud` at `targets.local.kind`
               --> pipeline.yaml:24:11
-            24 |     kind: kubernetes
-               |           ^^^^^^^^^^
-            help: known kinds: `local`, `docker`, `openfaas`
+            24 |     kind: cloud
+               |           ^^^^^
+            help: known kinds: `local`, `docker`, `openfaas`, `kubernetes`
+        "#]]);
+}
+
+#[test]
+fn kubernetes_target_with_unknown_mode_suggests_a_known_one() {
+    Fixture::good().replace("mode: deployments", "mode: deployment").fails(expect![[r#"
+        error: unknown mode `deployment` at `targets.kubernetes.mode`
+          --> pipeline.yaml:59:11
+        59 |     mode: deployment
+           |           ^^^^^^^^^^
+        help: did you mean `deployments`? known modes: `deployments`, `function-crd` (`deployments` works with OpenFaaS CE, `function-crd` needs OpenFaaS Pro)
+    "#]]);
+}
+
+#[test]
+fn kubernetes_target_without_mode_points_at_its_kind() {
+    Fixture::good().replace("    mode: deployments\n", "").fails(expect![[r#"
+        error: target `kubernetes` of kind `kubernetes` has no `mode`
+          --> pipeline.yaml:58:11
+        58 |     kind: kubernetes
+           |           ^^^^^^^^^^
+        help: add `mode:` to `targets.kubernetes`
+    "#]]);
+}
+
+#[test]
+fn kubernetes_target_without_secrets_dir_points_at_its_kind() {
+    Fixture::good().replace("    secrets_dir: .secrets/kubernetes\n", "").fails(expect![[r#"
+        error: target `kubernetes` of kind `kubernetes` has no `secrets_dir`
+          --> pipeline.yaml:58:11
+        58 |     kind: kubernetes
+           |           ^^^^^^^^^^
+        help: add `secrets_dir:` to `targets.kubernetes`
+    "#]]);
+}
+
+#[test]
+fn kubernetes_target_refuses_an_embedded_setting() {
+    Fixture::good()
+        .replace("    mode: deployments\n", "    mode: deployments\n    gateway_port: 8080\n")
+        .fails(expect![[r#"
+            error: `gateway_port` is not a setting of a `kubernetes` target (`kubernetes`)
+              --> pipeline.yaml:60:19
+            60 |     gateway_port: 8080
+               |                   ^^^^
+            help: a `kubernetes` target takes `namespace`, `openfaas_namespace`, `mode`, `gateway`, `store`, `function_gateway`, `function_store`, `bind_addr`, `secrets_dir`, `minio`
+        "#]]);
+}
+
+#[test]
+fn kubernetes_namespace_must_be_a_dns_label() {
+    Fixture::good().replace("    namespace: openfaas-fn\n", "    namespace: OpenFaaS_fn\n").fails(expect![[r#"
+        error: `OpenFaaS_fn` at `targets.kubernetes.namespace` is not a Kubernetes namespace name
+          --> pipeline.yaml:60:16
+        60 |     namespace: OpenFaaS_fn
+           |                ^^^^^^^^^^^
+        help: use at most 63 lowercase letters, digits and `-`, starting and ending with a letter or digit, like `openfaas-fn`
+    "#]]);
+}
+
+#[test]
+fn kubernetes_function_store_must_be_a_url() {
+    Fixture::good()
+        .replace_after("  kubernetes:\n", "function_store: http://minio.openfaas:9000", "function_store: minio.openfaas:9000")
+        .fails(expect![[r#"
+            error: `minio.openfaas:9000` at `targets.kubernetes.function_store` is not an http(s) URL
+              --> pipeline.yaml:63:21
+            63 |     function_store: minio.openfaas:9000
+               |                     ^^^^^^^^^^^^^^^^^^^
+            help: write it like `http://127.0.0.1:8080`
+        "#]]);
+}
+
+#[test]
+fn kubernetes_bind_addr_must_be_an_ip_address() {
+    Fixture::good()
+        .replace("    minio: true\n", "    minio: true\n    bind_addr: all\n")
+        .fails(expect![[r#"
+            error: `all` at `targets.kubernetes.bind_addr` is not an IP address
+              --> pipeline.yaml:66:16
+            66 |     bind_addr: all
+               |                ^^^
+            help: functions bind all of their pod's addresses with `0.0.0.0`
+        "#]]);
+}
+
+#[test]
+fn kubernetes_minio_must_be_a_boolean() {
+    Fixture::good().replace("    minio: true\n", "    minio: maybe\n").fails(expect![[r#"
+        error: `targets.kubernetes.minio` must be a boolean, found string "maybe"
+          --> pipeline.yaml:65:12
+        65 |     minio: maybe
+           |            ^^^^^
+        help: write a boolean here
+    "#]]);
+}
+
+#[test]
+fn kubernetes_target_needs_secret_names_kubernetes_takes() {
+    Fixture::good()
+        .replace("  - s3-secret-key\n", "  - s3-secret-key\n  - Api_Token\n")
+        .fails(expect![[r#"
+            error: secret `Api_Token` cannot name a Kubernetes Secret (target `kubernetes` is of kind `kubernetes`)
+              --> pipeline.yaml:21:5
+            21 |   - Api_Token
+               |     ^^^^^^^^^
+            help: use lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, like `s3-access-key`
         "#]]);
 }
 
@@ -264,10 +371,10 @@ fn duplicate_function_points_at_second_declaration() {
         .replace("  detect-speech:\n", "  extract-audio:\n")
         .fails(expect![[r#"
             error: function `extract-audio` is declared twice
-               --> pipeline.yaml:107:3
-            107 |   extract-audio:
+               --> pipeline.yaml:125:3
+            125 |   extract-audio:
                 |   ^^^^^^^^^^^^^
-            help: function names are unique: rename or remove one (the first is at line 99)
+            help: function names are unique: rename or remove one (the first is at line 117)
         "#]]);
 }
 
@@ -277,10 +384,10 @@ fn duplicate_key_points_at_second_one() {
         .replace("    cpu: 0.5\n", "    cpu: 0.5\n    cpu: 1\n")
         .fails(expect![[r#"
             error: key `cpu` appears twice in `functions.orchestrator`
-              --> pipeline.yaml:95:5
-            95 |     cpu: 1
-               |     ^^^
-            help: keep one of them (the first is at line 94)
+               --> pipeline.yaml:113:5
+            113 |     cpu: 1
+                |     ^^^
+            help: keep one of them (the first is at line 112)
         "#]]);
 }
 
@@ -290,8 +397,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:180:1
-        180 | ---
+           --> pipeline.yaml:198:1
+        198 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -301,8 +408,8 @@ fn second_yaml_document_is_rejected() {
 fn unknown_step_suggests_declared_function() {
     Fixture::good().replace("cut-clips]", "cut-clip]").fails(expect![[r#"
         error: unknown function `cut-clip` in `dag.steps`
-           --> pipeline.yaml:171:41
-        171 |   steps: [extract-audio, detect-speech, cut-clip]
+           --> pipeline.yaml:189:41
+        189 |   steps: [extract-audio, detect-speech, cut-clip]
             |                                         ^^^^^^^^
         help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
     "#]]);
@@ -312,8 +419,8 @@ fn unknown_step_suggests_declared_function() {
 fn unknown_entry_suggests_declared_function() {
     Fixture::good().replace("entry: orchestrator", "entry: orchestrater").fails(expect![[r#"
         error: unknown function `orchestrater` in `dag.entry`
-           --> pipeline.yaml:170:10
-        170 |   entry: orchestrater
+           --> pipeline.yaml:188:10
+        188 |   entry: orchestrater
             |          ^^^^^^^^^^^^
         help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
     "#]]);
@@ -325,10 +432,10 @@ fn dag_cycle_points_at_second_use() {
         .replace("[compress-clip, transcribe,", "[compress-clip, transcribe, cut-clips,")
         .fails(expect![[r#"
             error: function `cut-clips` appears twice in the DAG (a cycle)
-               --> pipeline.yaml:176:40
-            176 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
+               --> pipeline.yaml:194:40
+            194 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
                 |                                        ^^^^^^^^^
-            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 171)
+            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 189)
         "#]]);
 }
 
@@ -341,8 +448,8 @@ fn entry_listed_as_step_is_a_cycle() {
         )
         .fails(expect![[r#"
             error: the entry `orchestrator` is also a step: the DAG would call itself (a cycle)
-               --> pipeline.yaml:171:11
-            171 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
+               --> pipeline.yaml:189:11
+            189 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
                 |           ^^^^^^^^^^^^
             help: remove `orchestrator` here: the entry runs the steps and is not one of them
         "#]]);
@@ -354,8 +461,8 @@ fn function_outside_dag_is_rejected() {
         .replace("[compress-clip, transcribe,", "[compress-clip,")
         .fails(expect![[r#"
             error: function `transcribe` is not in the DAG
-               --> pipeline.yaml:131:3
-            131 |   transcribe:
+               --> pipeline.yaml:149:3
+            149 |   transcribe:
                 |   ^^^^^^^^^^
             help: add it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`
         "#]]);
@@ -367,8 +474,8 @@ fn undeclared_secret_suggests_declared_one() {
         .replace_after("  transcribe:\n", "s3-secret-key]", "s3-secret-ky]")
         .fails(expect![[r#"
             error: function `transcribe` uses undeclared secret `s3-secret-ky`
-               --> pipeline.yaml:140:30
-            140 |     secrets: [s3-access-key, s3-secret-ky]
+               --> pipeline.yaml:158:30
+            158 |     secrets: [s3-access-key, s3-secret-ky]
                 |                              ^^^^^^^^^^^^
             help: did you mean `s3-secret-key`? declare it under `secrets:` or fix the name
         "#]]);
@@ -396,8 +503,8 @@ fn missing_source_folder_points_at_source() {
         .replace("source: stages/transcribe", "source: stages/transcriber")
         .fails(expect![[r#"
             error: source folder `stages/transcriber` of function `transcribe` does not exist
-               --> pipeline.yaml:132:13
-            132 |     source: stages/transcriber
+               --> pipeline.yaml:150:13
+            150 |     source: stages/transcriber
                 |             ^^^^^^^^^^^^^^^^^^
             help: `source` is relative to the pipeline file's folder: looked for $DIR/stages/transcriber
         "#]]);
@@ -409,9 +516,9 @@ fn memory_above_64gi_is_rejected() {
         .replace("memory: 128Mi", "memory: 65Gi")
         .fails(expect![[r#"
             error: function `orchestrator` memory 65Gi exceeds the 64Gi limit
-              --> pipeline.yaml:93:13
-            93 |     memory: 65Gi
-               |             ^^^^
+               --> pipeline.yaml:111:13
+            111 |     memory: 65Gi
+                |             ^^^^
             help: lower it to `64Gi` or less
         "#]]);
 }
@@ -422,9 +529,9 @@ fn zero_memory_is_rejected() {
         .replace("memory: 128Mi", "memory: 0Mi")
         .fails(expect![[r#"
             error: function `orchestrator` memory is 0
-              --> pipeline.yaml:93:13
-            93 |     memory: 0Mi
-               |             ^^^
+               --> pipeline.yaml:111:13
+            111 |     memory: 0Mi
+                |             ^^^
             help: give it what one replica needs, like `256Mi`
         "#]]);
 }
@@ -435,9 +542,9 @@ fn memory_with_unknown_unit_is_rejected() {
         .replace("memory: 128Mi", "memory: 128MB")
         .fails(expect![[r#"
             error: function `orchestrator` memory `128MB` has an unknown unit `MB`
-              --> pipeline.yaml:93:13
-            93 |     memory: 128MB
-               |             ^^^^^
+               --> pipeline.yaml:111:13
+            111 |     memory: 128MB
+                |             ^^^^^
             help: write it like `256Mi`, `1Gi` or `512M`
         "#]]);
 }
@@ -448,9 +555,9 @@ fn cpu_must_be_above_zero() {
         .replace("cpu: 0.5", "cpu: 0m")
         .fails(expect![[r#"
             error: function `orchestrator` cpu 0m is not above 0
-              --> pipeline.yaml:94:10
-            94 |     cpu: 0m
-               |          ^^
+               --> pipeline.yaml:112:10
+            112 |     cpu: 0m
+                |          ^^
             help: write cores like `0.5` or `1`, or millicores like `500m`
         "#]]);
 }
@@ -461,9 +568,9 @@ fn scale_min_above_max_points_at_min() {
         .replace("scale: { min: 1, max: 2 }", "scale: { min: 3, max: 2 }")
         .fails(expect![[r#"
             error: function `orchestrator` scale min 3 exceeds max 2
-              --> pipeline.yaml:97:19
-            97 |     scale: { min: 3, max: 2 }
-               |                   ^
+               --> pipeline.yaml:115:19
+            115 |     scale: { min: 3, max: 2 }
+                |                   ^
             help: lower `min` or raise `max`
         "#]]);
 }
@@ -474,9 +581,9 @@ fn scale_max_zero_is_rejected() {
         .replace("scale: { min: 1, max: 2 }", "scale: { min: 0, max: 0 }")
         .fails(expect![[r#"
             error: function `orchestrator` scale max is 0: it could never run
-              --> pipeline.yaml:97:27
-            97 |     scale: { min: 0, max: 0 }
-               |                           ^
+               --> pipeline.yaml:115:27
+            115 |     scale: { min: 0, max: 0 }
+                |                           ^
             help: use 1 or more (`min: 0` already lets it scale to zero)
         "#]]);
 }
@@ -487,9 +594,9 @@ fn max_inflight_zero_is_rejected() {
         .replace("max_inflight: 32", "max_inflight: 0")
         .fails(expect![[r#"
             error: function `orchestrator` max_inflight is 0: it could never take a request
-              --> pipeline.yaml:96:19
-            96 |     max_inflight: 0
-               |                   ^
+               --> pipeline.yaml:114:19
+            114 |     max_inflight: 0
+                |                   ^
             help: use 1 or more
         "#]]);
 }
@@ -500,8 +607,8 @@ fn function_timeout_above_gateway_budget_is_rejected() {
         .replace_after("  transcribe:\n", "timeout: 120s", "timeout: 700s")
         .fails(expect![[r#"
             error: function `transcribe` timeout 700s exceeds the gateway budget 600s
-               --> pipeline.yaml:137:14
-            137 |     timeout: 700s
+               --> pipeline.yaml:155:14
+            155 |     timeout: 700s
                 |              ^^^^
             help: raise `gateway.timeout` or lower this one
         "#]]);
@@ -511,9 +618,9 @@ fn function_timeout_above_gateway_budget_is_rejected() {
 fn entry_timeout_must_cover_the_steps() {
     Fixture::good().replace("timeout: 580s", "timeout: 500s").fails(expect![[r#"
         error: entry `orchestrator` timeout 500s is shorter than the steps it waits for (540s)
-          --> pipeline.yaml:95:14
-        95 |     timeout: 500s
-           |              ^^^^
+           --> pipeline.yaml:113:14
+        113 |     timeout: 500s
+            |              ^^^^
         help: the entry waits for extract-audio 60s + detect-speech 60s + cut-clips 120s + compress-clip 60s + transcribe 120s + sample-frames 30s + detect-objects 90s = 540s; raise its timeout to >= 540s or lower the steps' timeouts
     "#]]);
 }
@@ -524,8 +631,8 @@ fn duration_without_unit_is_rejected() {
         .replace("backoff: 500ms", "backoff: 500")
         .fails(expect![[r#"
             error: duration `500` at `dag.retry.backoff` has no unit
-               --> pipeline.yaml:179:14
-            179 |     backoff: 500
+               --> pipeline.yaml:197:14
+            197 |     backoff: 500
                 |              ^^^
             help: write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`
         "#]]);
@@ -537,8 +644,8 @@ fn fan_out_max_parallel_zero_is_rejected() {
         .replace("max_parallel: 4", "max_parallel: 0")
         .fails(expect![[r#"
             error: `dag.fan_out.max_parallel` is 0: no item would run
-               --> pipeline.yaml:175:19
-            175 |     max_parallel: 0
+               --> pipeline.yaml:193:19
+            193 |     max_parallel: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -550,8 +657,8 @@ fn retry_attempts_zero_is_rejected() {
         .replace("attempts: 3", "attempts: 0")
         .fails(expect![[r#"
             error: `dag.retry.attempts` is 0: no step would ever run
-               --> pipeline.yaml:178:15
-            178 |     attempts: 0
+               --> pipeline.yaml:196:15
+            196 |     attempts: 0
                 |               ^
             help: use 1 for no retries, or more
         "#]]);
@@ -563,8 +670,8 @@ fn top_db_min_above_max_is_rejected() {
         .replace("top_db: { min: 24,", "top_db: { min: 50,")
         .fails(expect![[r#"
             error: `parameters.speech.top_db` min 50 exceeds max 49
-              --> pipeline.yaml:71:20
-            71 |     top_db: { min: 50, max: 49 }
+              --> pipeline.yaml:89:20
+            89 |     top_db: { min: 50, max: 49 }
                |                    ^^
             help: lower `min` or raise `max`
         "#]]);
@@ -579,8 +686,8 @@ fn sentence_min_must_be_below_max() {
         )
         .fails(expect![[r#"
             error: `parameters.speech.sentence_seconds` min 30 must be below max 30
-              --> pipeline.yaml:72:30
-            72 |     sentence_seconds: { min: 30, max: 30 }
+              --> pipeline.yaml:90:30
+            90 |     sentence_seconds: { min: 30, max: 30 }
                |                              ^^
             help: lower `min` or raise `max` (min < max)
         "#]]);
@@ -592,8 +699,8 @@ fn frames_per_minute_zero_is_rejected() {
         .replace("per_minute: 12", "per_minute: 0")
         .fails(expect![[r#"
             error: `parameters.frames.per_minute` is 0: no frame would be sampled
-              --> pipeline.yaml:77:17
-            77 |     per_minute: 0
+              --> pipeline.yaml:95:17
+            95 |     per_minute: 0
                |                 ^
             help: sample at least 1 frame per minute
         "#]]);
@@ -605,8 +712,8 @@ fn score_threshold_outside_unit_interval_is_rejected() {
         .replace("score_threshold: 0.5", "score_threshold: 1.5")
         .fails(expect![[r#"
             error: `parameters.detector.score_threshold` 1.5 is outside 0..1
-              --> pipeline.yaml:81:22
-            81 |     score_threshold: 1.5
+              --> pipeline.yaml:99:22
+            99 |     score_threshold: 1.5
                |                      ^^^
             help: use a fraction between 0 and 1, like 0.5
         "#]]);
@@ -618,9 +725,9 @@ fn nms_iou_outside_unit_interval_is_rejected() {
         .replace("nms_iou: 0.3", "nms_iou: -0.3")
         .fails(expect![[r#"
             error: `parameters.detector.nms_iou` -0.3 is outside 0..1
-              --> pipeline.yaml:82:14
-            82 |     nms_iou: -0.3
-               |              ^^^^
+               --> pipeline.yaml:100:14
+            100 |     nms_iou: -0.3
+                |              ^^^^
             help: use a fraction between 0 and 1, like 0.5
         "#]]);
 }
@@ -631,8 +738,8 @@ fn zero_sample_rate_is_rejected() {
         .replace("audio_sample_rate: 16000", "audio_sample_rate: 0")
         .fails(expect![[r#"
             error: `parameters.compress.audio_sample_rate` is 0
-              --> pipeline.yaml:75:24
-            75 |     audio_sample_rate: 0
+              --> pipeline.yaml:93:24
+            93 |     audio_sample_rate: 0
                |                        ^
             help: use a sample rate in Hz, like 16000 or 22050
         "#]]);
@@ -644,8 +751,8 @@ fn env_cannot_override_parameters() {
         .replace("RUST_LOG: info", "VS_FRAMES_PER_MINUTE: 3")
         .fails(expect![[r#"
             error: function `detect-objects` cannot set environment variable `VS_FRAMES_PER_MINUTE`
-               --> pipeline.yaml:157:7
-            157 |       VS_FRAMES_PER_MINUTE: 3
+               --> pipeline.yaml:175:7
+            175 |       VS_FRAMES_PER_MINUTE: 3
                 |       ^^^^^^^^^^^^^^^^^^^^
             help: `VS_*` variables come from `parameters:`; change the parameter there
         "#]]);
@@ -657,8 +764,8 @@ fn fan_out_item_must_differ_from_its_list() {
         .replace("item: clip", "item: clips")
         .fails(expect![[r#"
             error: `dag.fan_out.item` `clips` is not a usable artifact name
-               --> pipeline.yaml:174:11
-            174 |     item: clips
+               --> pipeline.yaml:192:11
+            192 |     item: clips
                 |           ^^^^^
             help: name one item of `clips` in lowercase, other than the list, like `clip`
         "#]]);
@@ -670,8 +777,8 @@ fn unknown_platform_is_pointed_at_with_a_suggestion() {
         .replace("platforms: [linux/amd64, linux/arm64]", "platforms: [linux/amd64, linux/arm]")
         .fails(expect![[r#"
             error: unknown platform `linux/arm`
-              --> pipeline.yaml:59:28
-            59 |   platforms: [linux/amd64, linux/arm]
+              --> pipeline.yaml:77:28
+            77 |   platforms: [linux/amd64, linux/arm]
                |                            ^^^^^^^^^
             help: did you mean `linux/arm64`? known platforms: `linux/amd64`, `linux/arm64`
         "#]]);
@@ -683,8 +790,8 @@ fn registry_with_a_scheme_is_refused() {
         .replace("registry: 127.0.0.1:5000/videosearcher", "registry: http://127.0.0.1:5000/videosearcher")
         .fails(expect![[r#"
             error: `build.registry` has a scheme `http://`
-              --> pipeline.yaml:61:13
-            61 |   registry: http://127.0.0.1:5000/videosearcher
+              --> pipeline.yaml:79:13
+            79 |   registry: http://127.0.0.1:5000/videosearcher
                |             ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
             help: write a registry host with a path, like `127.0.0.1:5000/videosearcher`: image references carry no scheme
         "#]]);
@@ -696,8 +803,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
         .replace("to: /opt/videosearcher/models/centerface.onnx", "to: models/centerface.onnx")
         .fails(expect![[r#"
             error: asset destination `models/centerface.onnx` is not an absolute file path
-               --> pipeline.yaml:163:13
-            163 |         to: models/centerface.onnx
+               --> pipeline.yaml:181:13
+            181 |         to: models/centerface.onnx
                 |             ^^^^^^^^^^^^^^^^^^^^^^
             help: write where the file goes inside the image, like `/opt/videosearcher/models/model.onnx`
         "#]]);
@@ -707,8 +814,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
 fn base_folder_without_its_recipe_is_pointed_at() {
     Fixture::good().replace("base: base-image", "base: no-such-folder").fails(expect![[r#"
         error: base image folder `no-such-folder` has no `Dockerfile`
-          --> pipeline.yaml:54:9
-        54 |   base: no-such-folder
+          --> pipeline.yaml:72:9
+        72 |   base: no-such-folder
            |         ^^^^^^^^^^^^^^
         help: `base` is relative to the pipeline file's folder and holds `Dockerfile` and `packages`: looked in $DIR/no-such-folder
     "#]]);
