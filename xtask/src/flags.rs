@@ -40,6 +40,8 @@ pub enum Command {
     Check(Check),
     /// Build the function images (and their base) for every platform, tagged by content
     Build(Build),
+    /// Write the Kubernetes manifests of a `kubernetes` target (`--target`) into a folder, one file per object
+    Render(Render),
     /// Deploy the pipeline to the target and wait until it answers (`local`, `docker`: start the embedded runtime in the background)
     #[command(visible_alias = "up")]
     Deploy(Deploy),
@@ -85,6 +87,14 @@ pub struct Build {
     /// Use this registry and path instead of `build.registry` (`host:port/path`)
     #[arg(long, value_name = "HOST/PATH")]
     pub registry: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Render {
+    /// The folder to write: `<namespace>/<kind>-<name>.yaml` per object and
+    /// `openfaas-values.yaml`; files of an earlier render there are replaced
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]

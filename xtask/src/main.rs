@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use xtask::{build, flags, model, pipeline};
+use xtask::{build, flags, model, pipeline, render};
 
 fn main() -> ExitCode {
     xtask::main(run)
@@ -31,6 +31,19 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Build(flags) => {
             let pipeline = pipeline::load(&global.file)?;
             build::run(&pipeline, flags)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Command::Render(flags) => {
+            let pipeline = pipeline::load(&global.file)?;
+            let (target, _) = render::cluster_target(&pipeline, global.target.as_deref())?;
+            let manifest = build::manifest_path(&pipeline);
+            let images = build::Images::read(&manifest);
+            let rendered = render::render(&pipeline, target, &render::BuiltImages { images: &images, manifest: &manifest })?;
+            for warning in &rendered.warnings {
+                eprintln!("warning: {warning}");
+            }
+            let written = render::write(&flags.out, &rendered)?;
+            eprintln!("{}", rendered.summary(&flags.out, &written));
             Ok(ExitCode::SUCCESS)
         }
         flags::Command::Model(model) => {

@@ -63,6 +63,9 @@ pub enum TargetKind {
     /// An OpenFaaS gateway (Community Edition, faasd, or the embedded
     /// runtime's own) reached through its REST API.
     OpenFaas(OpenFaas),
+    /// A Kubernetes cluster running OpenFaaS, given manifests rendered from
+    /// `templates/` (`cargo xtask render`).
+    Kubernetes(Kubernetes),
 }
 
 /// Where an OpenFaaS gateway and its object store are, as this tool reaches
@@ -77,6 +80,59 @@ pub struct OpenFaas {
     pub bind_addr: String,
     /// One file per secret of `secrets:`, holding its value (absolute).
     pub secrets_dir: PathBuf,
+}
+
+/// A Kubernetes cluster with OpenFaaS installed: where the functions go, how
+/// they are declared, and where the gateway and the store are, as this tool
+/// reaches them and as the functions do.
+#[derive(Debug, Clone)]
+pub struct Kubernetes {
+    /// The functions' namespace (`openfaas-fn`).
+    pub namespace: String,
+    /// OpenFaaS's own namespace (`openfaas`): its gateway, and MinIO when rendered.
+    pub openfaas_namespace: String,
+    pub mode: KubernetesMode,
+    /// The gateway as this tool reaches it; `None`: found in `openfaas_namespace` at deploy.
+    pub gateway: Option<String>,
+    /// The object store as this tool reaches it; `None`: found at deploy.
+    pub store: Option<String>,
+    /// The gateway as the functions reach it (`http://gateway.openfaas:8080`).
+    pub function_gateway: String,
+    /// The object store as the functions reach it (`http://minio.openfaas:9000`).
+    pub function_store: String,
+    /// The address the functions bind in their pods (`0.0.0.0`).
+    pub bind_addr: String,
+    /// One file per secret of `secrets:`, holding its value (absolute).
+    pub secrets_dir: PathBuf,
+    /// Render a MinIO Deployment and Service in `openfaas_namespace`, for
+    /// clusters without object storage.
+    pub minio: bool,
+}
+
+/// How a `kubernetes` target declares the functions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubernetesMode {
+    /// A Deployment and a Service per function, the shape faas-netes makes:
+    /// works with OpenFaaS Community Edition.
+    Deployments,
+    /// An `openfaas.com/v1` Function per function, for OpenFaaS Pro's operator.
+    FunctionCrd,
+}
+
+impl KubernetesMode {
+    pub const ALL: [KubernetesMode; 2] = [KubernetesMode::Deployments, KubernetesMode::FunctionCrd];
+
+    /// The word `mode:` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            KubernetesMode::Deployments => "deployments",
+            KubernetesMode::FunctionCrd => "function-crd",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<KubernetesMode> {
+        KubernetesMode::ALL.into_iter().find(|mode| mode.name() == name)
+    }
 }
 
 /// What the embedded runtime (gateway and store on 127.0.0.1) needs.
@@ -95,6 +151,15 @@ impl TargetKind {
             TargetKind::Local(_) => "local",
             TargetKind::Docker(_) => "docker",
             TargetKind::OpenFaas(_) => "openfaas",
+            TargetKind::Kubernetes(_) => "kubernetes",
+        }
+    }
+
+    /// The cluster settings, for the kind that has them.
+    pub fn kubernetes(&self) -> Option<&Kubernetes> {
+        match self {
+            TargetKind::Kubernetes(kubernetes) => Some(kubernetes),
+            TargetKind::Local(_) | TargetKind::Docker(_) | TargetKind::OpenFaas(_) => None,
         }
     }
 
@@ -102,7 +167,7 @@ impl TargetKind {
     pub fn embedded(&self) -> Option<&Embedded> {
         match self {
             TargetKind::Local(embedded) | TargetKind::Docker(embedded) => Some(embedded),
-            TargetKind::OpenFaas(_) => None,
+            TargetKind::OpenFaas(_) | TargetKind::Kubernetes(_) => None,
         }
     }
 }
@@ -506,7 +571,7 @@ mod tests {
         );
         assert_eq!(pipeline.target(Some("docker")).unwrap().1.kind.name(), "docker");
         let err = pipeline.target(Some("cloud")).unwrap_err();
-        assert_eq!(err.to_string(), "unknown target `cloud` (known: `local`, `docker`, `openfaas`)");
+        assert_eq!(err.to_string(), "unknown target `cloud` (known: `local`, `docker`, `openfaas`, `kubernetes`)");
     }
 
     #[test]

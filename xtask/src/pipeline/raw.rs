@@ -110,6 +110,15 @@ pub struct RawTarget {
     pub bind_addr: Option<Text>,
     #[serde(default)]
     pub secrets_dir: Option<PathBuf>,
+    // `kubernetes`: a cluster given rendered manifests.
+    #[serde(default)]
+    pub namespace: Option<Text>,
+    #[serde(default)]
+    pub openfaas_namespace: Option<Text>,
+    #[serde(default)]
+    pub mode: Option<Text>,
+    #[serde(default)]
+    pub minio: Option<bool>,
 }
 
 impl RawTarget {
@@ -125,6 +134,10 @@ impl RawTarget {
             ("function_store", self.function_store.is_some()),
             ("bind_addr", self.bind_addr.is_some()),
             ("secrets_dir", self.secrets_dir.is_some()),
+            ("namespace", self.namespace.is_some()),
+            ("openfaas_namespace", self.openfaas_namespace.is_some()),
+            ("mode", self.mode.is_some()),
+            ("minio", self.minio.is_some()),
         ];
         given.into_iter().filter(|(_, given)| *given).map(|(key, _)| key).collect()
     }
@@ -136,6 +149,7 @@ pub enum RawTargetKind {
     Local,
     Docker,
     Openfaas,
+    Kubernetes,
 }
 
 #[derive(Debug, Deserialize)]

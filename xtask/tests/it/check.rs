@@ -136,10 +136,10 @@ fn missing_file_is_an_error_with_its_cause() {
 fn bad_yaml_points_at_unclosed_list() {
     Fixture::good().replace("cut-clips]", "cut-clips").fails(expect![[r#"
         error: invalid YAML: did not find expected ',' or ']'
-           --> pipeline.yaml:187:10
-        187 |   fan_out:
+           --> pipeline.yaml:205:10
+        205 |   fan_out:
             |          ^
-        help: while parsing a flow sequence that starts at 186:10: check its indentation and that its brackets and quotes are closed
+        help: while parsing a flow sequence that starts at 204:10: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -147,10 +147,10 @@ fn bad_yaml_points_at_unclosed_list() {
 fn tab_indentation_is_bad_yaml() {
     Fixture::good().replace("    cpu: 0.5\n", "\tcpu: 0.5\n").fails(expect![[r#"
         error: invalid YAML: found a tab character that violates indentation
-           --> pipeline.yaml:107:1
-        107 |  cpu: 0.5
+           --> pipeline.yaml:125:1
+        125 |  cpu: 0.5
             | ^
-        help: while scanning a plain scalar that starts at 106:13: check its indentation and that its brackets and quotes are closed
+        help: while scanning a plain scalar that starts at 124:13: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -160,8 +160,8 @@ fn unknown_key_suggests_timeout() {
         .replace_after("  transcribe:\n", "    timeout:", "    timeot:")
         .fails(expect![[r#"
             error: unknown key `timeot` in `functions.transcribe`
-               --> pipeline.yaml:150:5
-            150 |     timeot: 120s
+               --> pipeline.yaml:168:5
+            168 |     timeot: 120s
                 |     ^^^^^^
             help: did you mean `timeout`? `functions.transcribe` accepts: `source`, `memory`, `cpu`, `timeout`, `max_inflight`, `scale`, `env`, `secrets`, `assets`
         "#]]);
@@ -186,8 +186,8 @@ fn missing_key_points_at_its_mapping() {
         .replace("    cpu: 0.5\n", "")
         .fails(expect![[r#"
             error: `functions.orchestrator` is missing `cpu`
-               --> pipeline.yaml:104:3
-            104 |   orchestrator:
+               --> pipeline.yaml:122:3
+            122 |   orchestrator:
                 |   ^^^^^^^^^^^^
             help: add `cpu:` to `functions.orchestrator`
         "#]]);
@@ -199,8 +199,8 @@ fn wrong_type_names_the_expected_type() {
         .replace("max_inflight: 32", "max_inflight: lots")
         .fails(expect![[r#"
             error: `functions.orchestrator.max_inflight` must be a whole number, found string "lots"
-               --> pipeline.yaml:109:19
-            109 |     max_inflight: lots
+               --> pipeline.yaml:127:19
+            127 |     max_inflight: lots
                 |                   ^^^^
             help: write a whole number here
         "#]]);
@@ -248,13 +248,120 @@ fn openfaas_gateway_must_be_a_url() {
 #[test]
 fn unknown_target_kind_lists_known_kinds() {
     Fixture::good()
-        .replace("kind: local", "kind: kubernetes")
+        .replace("kind: local", "kind: cloud")
         .fails(expect![[r#"
-            error: unknown target kind `kubernetes` at `targets.local.kind`
+            error: unknown target kind `cloud` at `targets.local.kind`
               --> pipeline.yaml:35:11
-            35 |     kind: kubernetes
-               |           ^^^^^^^^^^
-            help: known kinds: `local`, `docker`, `openfaas`
+            35 |     kind: cloud
+               |           ^^^^^
+            help: known kinds: `local`, `docker`, `openfaas`, `kubernetes`
+        "#]]);
+}
+
+#[test]
+fn kubernetes_target_with_unknown_mode_suggests_a_known_one() {
+    Fixture::good().replace("mode: deployments", "mode: deployment").fails(expect![[r#"
+        error: unknown mode `deployment` at `targets.kubernetes.mode`
+          --> pipeline.yaml:70:11
+        70 |     mode: deployment
+           |           ^^^^^^^^^^
+        help: did you mean `deployments`? known modes: `deployments`, `function-crd` (`deployments` works with OpenFaaS CE, `function-crd` needs OpenFaaS Pro)
+    "#]]);
+}
+
+#[test]
+fn kubernetes_target_without_mode_points_at_its_kind() {
+    Fixture::good().replace("    mode: deployments\n", "").fails(expect![[r#"
+        error: target `kubernetes` of kind `kubernetes` has no `mode`
+          --> pipeline.yaml:69:11
+        69 |     kind: kubernetes
+           |           ^^^^^^^^^^
+        help: add `mode:` to `targets.kubernetes`
+    "#]]);
+}
+
+#[test]
+fn kubernetes_target_without_secrets_dir_points_at_its_kind() {
+    Fixture::good().replace("    secrets_dir: .secrets/kubernetes\n", "").fails(expect![[r#"
+        error: target `kubernetes` of kind `kubernetes` has no `secrets_dir`
+          --> pipeline.yaml:69:11
+        69 |     kind: kubernetes
+           |           ^^^^^^^^^^
+        help: add `secrets_dir:` to `targets.kubernetes`
+    "#]]);
+}
+
+#[test]
+fn kubernetes_target_refuses_an_embedded_setting() {
+    Fixture::good()
+        .replace("    mode: deployments\n", "    mode: deployments\n    gateway_port: 8080\n")
+        .fails(expect![[r#"
+            error: `gateway_port` is not a setting of a `kubernetes` target (`kubernetes`)
+              --> pipeline.yaml:71:19
+            71 |     gateway_port: 8080
+               |                   ^^^^
+            help: a `kubernetes` target takes `namespace`, `openfaas_namespace`, `mode`, `gateway`, `store`, `function_gateway`, `function_store`, `bind_addr`, `secrets_dir`, `minio`
+        "#]]);
+}
+
+#[test]
+fn kubernetes_namespace_must_be_a_dns_label() {
+    Fixture::good().replace("    namespace: openfaas-fn\n", "    namespace: OpenFaaS_fn\n").fails(expect![[r#"
+        error: `OpenFaaS_fn` at `targets.kubernetes.namespace` is not a Kubernetes namespace name
+          --> pipeline.yaml:71:16
+        71 |     namespace: OpenFaaS_fn
+           |                ^^^^^^^^^^^
+        help: use at most 63 lowercase letters, digits and `-`, starting and ending with a letter or digit, like `openfaas-fn`
+    "#]]);
+}
+
+#[test]
+fn kubernetes_function_store_must_be_a_url() {
+    Fixture::good()
+        .replace_after("  kubernetes:\n", "function_store: http://minio.openfaas:9000", "function_store: minio.openfaas:9000")
+        .fails(expect![[r#"
+            error: `minio.openfaas:9000` at `targets.kubernetes.function_store` is not an http(s) URL
+              --> pipeline.yaml:74:21
+            74 |     function_store: minio.openfaas:9000
+               |                     ^^^^^^^^^^^^^^^^^^^
+            help: write it like `http://127.0.0.1:8080`
+        "#]]);
+}
+
+#[test]
+fn kubernetes_bind_addr_must_be_an_ip_address() {
+    Fixture::good()
+        .replace("    minio: true\n", "    minio: true\n    bind_addr: all\n")
+        .fails(expect![[r#"
+            error: `all` at `targets.kubernetes.bind_addr` is not an IP address
+              --> pipeline.yaml:77:16
+            77 |     bind_addr: all
+               |                ^^^
+            help: functions bind all of their pod's addresses with `0.0.0.0`
+        "#]]);
+}
+
+#[test]
+fn kubernetes_minio_must_be_a_boolean() {
+    Fixture::good().replace("    minio: true\n", "    minio: maybe\n").fails(expect![[r#"
+        error: `targets.kubernetes.minio` must be a boolean, found string "maybe"
+          --> pipeline.yaml:76:12
+        76 |     minio: maybe
+           |            ^^^^^
+        help: write a boolean here
+    "#]]);
+}
+
+#[test]
+fn kubernetes_target_needs_secret_names_kubernetes_takes() {
+    Fixture::good()
+        .replace("  - s3-secret-key\n", "  - s3-secret-key\n  - Api_Token\n")
+        .fails(expect![[r#"
+            error: secret `Api_Token` cannot name a Kubernetes Secret (target `kubernetes` is of kind `kubernetes`)
+              --> pipeline.yaml:32:5
+            32 |   - Api_Token
+               |     ^^^^^^^^^
+            help: use lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, like `s3-access-key`
         "#]]);
 }
 
@@ -264,10 +371,10 @@ fn duplicate_function_points_at_second_declaration() {
         .replace("  detect-speech:\n", "  extract-audio:\n")
         .fails(expect![[r#"
             error: function `extract-audio` is declared twice
-               --> pipeline.yaml:120:3
-            120 |   extract-audio:
+               --> pipeline.yaml:138:3
+            138 |   extract-audio:
                 |   ^^^^^^^^^^^^^
-            help: function names are unique: rename or remove one (the first is at line 112)
+            help: function names are unique: rename or remove one (the first is at line 130)
         "#]]);
 }
 
@@ -277,10 +384,10 @@ fn duplicate_key_points_at_second_one() {
         .replace("    cpu: 0.5\n", "    cpu: 0.5\n    cpu: 1\n")
         .fails(expect![[r#"
             error: key `cpu` appears twice in `functions.orchestrator`
-               --> pipeline.yaml:108:5
-            108 |     cpu: 1
+               --> pipeline.yaml:126:5
+            126 |     cpu: 1
                 |     ^^^
-            help: keep one of them (the first is at line 107)
+            help: keep one of them (the first is at line 125)
         "#]]);
 }
 
@@ -290,8 +397,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:196:1
-        196 | ---
+           --> pipeline.yaml:214:1
+        214 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -301,8 +408,8 @@ fn second_yaml_document_is_rejected() {
 fn unknown_step_suggests_declared_function() {
     Fixture::good().replace("cut-clips]", "cut-clip]").fails(expect![[r#"
         error: unknown function `cut-clip` in `dag.steps`
-           --> pipeline.yaml:186:41
-        186 |   steps: [extract-audio, detect-speech, cut-clip]
+           --> pipeline.yaml:204:41
+        204 |   steps: [extract-audio, detect-speech, cut-clip]
             |                                         ^^^^^^^^
         help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
     "#]]);
@@ -312,8 +419,8 @@ fn unknown_step_suggests_declared_function() {
 fn unknown_entry_suggests_declared_function() {
     Fixture::good().replace("entry: orchestrator", "entry: orchestrater").fails(expect![[r#"
         error: unknown function `orchestrater` in `dag.entry`
-           --> pipeline.yaml:185:10
-        185 |   entry: orchestrater
+           --> pipeline.yaml:203:10
+        203 |   entry: orchestrater
             |          ^^^^^^^^^^^^
         help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
     "#]]);
@@ -325,10 +432,10 @@ fn dag_cycle_points_at_second_use() {
         .replace("[compress-clip, transcribe,", "[compress-clip, transcribe, cut-clips,")
         .fails(expect![[r#"
             error: function `cut-clips` appears twice in the DAG (a cycle)
-               --> pipeline.yaml:192:40
-            192 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
+               --> pipeline.yaml:210:40
+            210 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
                 |                                        ^^^^^^^^^
-            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 186)
+            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 204)
         "#]]);
 }
 
@@ -341,8 +448,8 @@ fn entry_listed_as_step_is_a_cycle() {
         )
         .fails(expect![[r#"
             error: the entry `orchestrator` is also a step: the DAG would call itself (a cycle)
-               --> pipeline.yaml:186:11
-            186 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
+               --> pipeline.yaml:204:11
+            204 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
                 |           ^^^^^^^^^^^^
             help: remove `orchestrator` here: the entry runs the steps and is not one of them
         "#]]);
@@ -354,8 +461,8 @@ fn function_outside_dag_is_rejected() {
         .replace("[compress-clip, transcribe,", "[compress-clip,")
         .fails(expect![[r#"
             error: function `transcribe` is not in the DAG
-               --> pipeline.yaml:144:3
-            144 |   transcribe:
+               --> pipeline.yaml:162:3
+            162 |   transcribe:
                 |   ^^^^^^^^^^
             help: add it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`
         "#]]);
@@ -367,8 +474,8 @@ fn undeclared_secret_suggests_declared_one() {
         .replace_after("  transcribe:\n", "s3-secret-key]", "s3-secret-ky]")
         .fails(expect![[r#"
             error: function `transcribe` uses undeclared secret `s3-secret-ky`
-               --> pipeline.yaml:153:30
-            153 |     secrets: [s3-access-key, s3-secret-ky]
+               --> pipeline.yaml:171:30
+            171 |     secrets: [s3-access-key, s3-secret-ky]
                 |                              ^^^^^^^^^^^^
             help: did you mean `s3-secret-key`? declare it under `secrets:` or fix the name
         "#]]);
@@ -396,8 +503,8 @@ fn missing_source_folder_points_at_source() {
         .replace("source: stages/transcribe", "source: stages/transcriber")
         .fails(expect![[r#"
             error: source folder `stages/transcriber` of function `transcribe` does not exist
-               --> pipeline.yaml:145:13
-            145 |     source: stages/transcriber
+               --> pipeline.yaml:163:13
+            163 |     source: stages/transcriber
                 |             ^^^^^^^^^^^^^^^^^^
             help: `source` is relative to the pipeline file's folder: looked for $DIR/stages/transcriber
         "#]]);
@@ -409,8 +516,8 @@ fn memory_above_64gi_is_rejected() {
         .replace("memory: 128Mi", "memory: 65Gi")
         .fails(expect![[r#"
             error: function `orchestrator` memory 65Gi exceeds the 64Gi limit
-               --> pipeline.yaml:106:13
-            106 |     memory: 65Gi
+               --> pipeline.yaml:124:13
+            124 |     memory: 65Gi
                 |             ^^^^
             help: lower it to `64Gi` or less
         "#]]);
@@ -422,8 +529,8 @@ fn zero_memory_is_rejected() {
         .replace("memory: 128Mi", "memory: 0Mi")
         .fails(expect![[r#"
             error: function `orchestrator` memory is 0
-               --> pipeline.yaml:106:13
-            106 |     memory: 0Mi
+               --> pipeline.yaml:124:13
+            124 |     memory: 0Mi
                 |             ^^^
             help: give it what one replica needs, like `256Mi`
         "#]]);
@@ -435,8 +542,8 @@ fn memory_with_unknown_unit_is_rejected() {
         .replace("memory: 128Mi", "memory: 128MB")
         .fails(expect![[r#"
             error: function `orchestrator` memory `128MB` has an unknown unit `MB`
-               --> pipeline.yaml:106:13
-            106 |     memory: 128MB
+               --> pipeline.yaml:124:13
+            124 |     memory: 128MB
                 |             ^^^^^
             help: write it like `256Mi`, `1Gi` or `512M`
         "#]]);
@@ -448,8 +555,8 @@ fn cpu_must_be_above_zero() {
         .replace("cpu: 0.5", "cpu: 0m")
         .fails(expect![[r#"
             error: function `orchestrator` cpu 0m is not above 0
-               --> pipeline.yaml:107:10
-            107 |     cpu: 0m
+               --> pipeline.yaml:125:10
+            125 |     cpu: 0m
                 |          ^^
             help: write cores like `0.5` or `1`, or millicores like `500m`
         "#]]);
@@ -461,8 +568,8 @@ fn scale_min_above_max_points_at_min() {
         .replace("scale: { min: 1, max: 2 }", "scale: { min: 3, max: 2 }")
         .fails(expect![[r#"
             error: function `orchestrator` scale min 3 exceeds max 2
-               --> pipeline.yaml:110:19
-            110 |     scale: { min: 3, max: 2 }
+               --> pipeline.yaml:128:19
+            128 |     scale: { min: 3, max: 2 }
                 |                   ^
             help: lower `min` or raise `max`
         "#]]);
@@ -474,8 +581,8 @@ fn scale_max_zero_is_rejected() {
         .replace("scale: { min: 1, max: 2 }", "scale: { min: 0, max: 0 }")
         .fails(expect![[r#"
             error: function `orchestrator` scale max is 0: it could never run
-               --> pipeline.yaml:110:27
-            110 |     scale: { min: 0, max: 0 }
+               --> pipeline.yaml:128:27
+            128 |     scale: { min: 0, max: 0 }
                 |                           ^
             help: use 1 or more (`min: 0` already lets it scale to zero)
         "#]]);
@@ -487,8 +594,8 @@ fn max_inflight_zero_is_rejected() {
         .replace("max_inflight: 32", "max_inflight: 0")
         .fails(expect![[r#"
             error: function `orchestrator` max_inflight is 0: it could never take a request
-               --> pipeline.yaml:109:19
-            109 |     max_inflight: 0
+               --> pipeline.yaml:127:19
+            127 |     max_inflight: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -505,8 +612,8 @@ fn timeout_rule_exec_within_gateway_upstream() {
         .replace(GATEWAY_PIN, "  gateway: { upstream: 600s, read: 610s, write: 610s }\n")
         .fails(expect![[r#"
             error: function `orchestrator` runs up to 1h 30m and answers by 1h 30m 2s, but the gateway waits only 10m for it (timeouts.gateway.upstream)
-               --> pipeline.yaml:108:14
-            108 |     timeout: 90m
+               --> pipeline.yaml:126:14
+            126 |     timeout: 90m
                 |              ^^^
             help: lower this timeout to <= 9m 58s, or raise the gateway's upstream timeout to >= 1h 30m 2s (rule: exec <= gateway upstream)
         "#]]);
@@ -540,8 +647,8 @@ fn timeout_rule_ack_wait_outlasts_the_longest_async_run() {
 fn timeout_rule_entry_covers_the_request_budget() {
     Fixture::good().replace("timeout: 90m", "timeout: 60m").fails(expect![[r#"
         error: entry `orchestrator` timeout 1h is shorter than the worst case of the steps it waits for (1h 22m 7s 500ms)
-           --> pipeline.yaml:108:14
-        108 |     timeout: 60m
+           --> pipeline.yaml:126:14
+        126 |     timeout: 60m
             |              ^^^
         help: each step's worst case is its attempts to their deadlines plus the backoffs: extract-audio 4m 40s 500ms, detect-speech 4m 40s 500ms, cut-clips 7m 40s 500ms, compress-clip 4m 40s 500ms, transcribe 7m 40s 500ms, sample-frames 3m 10s 500ms, detect-objects 6m 10s 500ms, the fanned-out steps 3 times (max_items / max_parallel); raise its timeout to >= 1h 22m 8s 500ms, or lower the steps' timeouts, `dag.retry.attempts` or `dag.fan_out.max_items` (rule: orchestrator deadlines <= its exec timeout)
     "#]]);
@@ -562,8 +669,8 @@ fn timeout_rule_client_outlasts_the_gateway() {
 fn fan_out_max_items_zero_is_rejected() {
     Fixture::good().replace("max_items: 10", "max_items: 0").fails(expect![[r#"
         error: `dag.fan_out.max_items` is 0: every request with an item would be refused
-           --> pipeline.yaml:191:16
-        191 |     max_items: 0
+           --> pipeline.yaml:209:16
+        209 |     max_items: 0
             |                ^
         help: give the most items a request may have, like `10`: the request's budget covers that many
     "#]]);
@@ -575,8 +682,8 @@ fn duration_without_unit_is_rejected() {
         .replace("backoff: 500ms", "backoff: 500")
         .fails(expect![[r#"
             error: duration `500` at `dag.retry.backoff` has no unit
-               --> pipeline.yaml:195:14
-            195 |     backoff: 500
+               --> pipeline.yaml:213:14
+            213 |     backoff: 500
                 |              ^^^
             help: write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`
         "#]]);
@@ -588,8 +695,8 @@ fn fan_out_max_parallel_zero_is_rejected() {
         .replace("max_parallel: 4", "max_parallel: 0")
         .fails(expect![[r#"
             error: `dag.fan_out.max_parallel` is 0: no item would run
-               --> pipeline.yaml:190:19
-            190 |     max_parallel: 0
+               --> pipeline.yaml:208:19
+            208 |     max_parallel: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -601,8 +708,8 @@ fn retry_attempts_zero_is_rejected() {
         .replace("attempts: 3", "attempts: 0")
         .fails(expect![[r#"
             error: `dag.retry.attempts` is 0: no step would ever run
-               --> pipeline.yaml:194:15
-            194 |     attempts: 0
+               --> pipeline.yaml:212:15
+            212 |     attempts: 0
                 |               ^
             help: use 1 for no retries, or more
         "#]]);
@@ -614,9 +721,9 @@ fn top_db_min_above_max_is_rejected() {
         .replace("top_db: { min: 24,", "top_db: { min: 50,")
         .fails(expect![[r#"
             error: `parameters.speech.top_db` min 50 exceeds max 49
-              --> pipeline.yaml:82:20
-            82 |     top_db: { min: 50, max: 49 }
-               |                    ^^
+               --> pipeline.yaml:100:20
+            100 |     top_db: { min: 50, max: 49 }
+                |                    ^^
             help: lower `min` or raise `max`
         "#]]);
 }
@@ -630,9 +737,9 @@ fn sentence_min_must_be_below_max() {
         )
         .fails(expect![[r#"
             error: `parameters.speech.sentence_seconds` min 30 must be below max 30
-              --> pipeline.yaml:83:30
-            83 |     sentence_seconds: { min: 30, max: 30 }
-               |                              ^^
+               --> pipeline.yaml:101:30
+            101 |     sentence_seconds: { min: 30, max: 30 }
+                |                              ^^
             help: lower `min` or raise `max` (min < max)
         "#]]);
 }
@@ -643,9 +750,9 @@ fn frames_per_minute_zero_is_rejected() {
         .replace("per_minute: 12", "per_minute: 0")
         .fails(expect![[r#"
             error: `parameters.frames.per_minute` is 0: no frame would be sampled
-              --> pipeline.yaml:88:17
-            88 |     per_minute: 0
-               |                 ^
+               --> pipeline.yaml:106:17
+            106 |     per_minute: 0
+                |                 ^
             help: sample at least 1 frame per minute
         "#]]);
 }
@@ -656,9 +763,9 @@ fn score_threshold_outside_unit_interval_is_rejected() {
         .replace("score_threshold: 0.5", "score_threshold: 1.5")
         .fails(expect![[r#"
             error: `parameters.detector.score_threshold` 1.5 is outside 0..1
-              --> pipeline.yaml:92:22
-            92 |     score_threshold: 1.5
-               |                      ^^^
+               --> pipeline.yaml:110:22
+            110 |     score_threshold: 1.5
+                |                      ^^^
             help: use a fraction between 0 and 1, like 0.5
         "#]]);
 }
@@ -669,9 +776,9 @@ fn nms_iou_outside_unit_interval_is_rejected() {
         .replace("nms_iou: 0.3", "nms_iou: -0.3")
         .fails(expect![[r#"
             error: `parameters.detector.nms_iou` -0.3 is outside 0..1
-              --> pipeline.yaml:93:14
-            93 |     nms_iou: -0.3
-               |              ^^^^
+               --> pipeline.yaml:111:14
+            111 |     nms_iou: -0.3
+                |              ^^^^
             help: use a fraction between 0 and 1, like 0.5
         "#]]);
 }
@@ -682,9 +789,9 @@ fn zero_sample_rate_is_rejected() {
         .replace("audio_sample_rate: 16000", "audio_sample_rate: 0")
         .fails(expect![[r#"
             error: `parameters.compress.audio_sample_rate` is 0
-              --> pipeline.yaml:86:24
-            86 |     audio_sample_rate: 0
-               |                        ^
+               --> pipeline.yaml:104:24
+            104 |     audio_sample_rate: 0
+                |                        ^
             help: use a sample rate in Hz, like 16000 or 22050
         "#]]);
 }
@@ -695,8 +802,8 @@ fn env_cannot_override_parameters() {
         .replace("RUST_LOG: info", "VS_FRAMES_PER_MINUTE: 3")
         .fails(expect![[r#"
             error: function `detect-objects` cannot set environment variable `VS_FRAMES_PER_MINUTE`
-               --> pipeline.yaml:170:7
-            170 |       VS_FRAMES_PER_MINUTE: 3
+               --> pipeline.yaml:188:7
+            188 |       VS_FRAMES_PER_MINUTE: 3
                 |       ^^^^^^^^^^^^^^^^^^^^
             help: `VS_*` variables come from `parameters:`; change the parameter there
         "#]]);
@@ -708,8 +815,8 @@ fn fan_out_item_must_differ_from_its_list() {
         .replace("item: clip", "item: clips")
         .fails(expect![[r#"
             error: `dag.fan_out.item` `clips` is not a usable artifact name
-               --> pipeline.yaml:189:11
-            189 |     item: clips
+               --> pipeline.yaml:207:11
+            207 |     item: clips
                 |           ^^^^^
             help: name one item of `clips` in lowercase, other than the list, like `clip`
         "#]]);
@@ -721,8 +828,8 @@ fn unknown_platform_is_pointed_at_with_a_suggestion() {
         .replace("platforms: [linux/amd64, linux/arm64]", "platforms: [linux/amd64, linux/arm]")
         .fails(expect![[r#"
             error: unknown platform `linux/arm`
-              --> pipeline.yaml:70:28
-            70 |   platforms: [linux/amd64, linux/arm]
+              --> pipeline.yaml:88:28
+            88 |   platforms: [linux/amd64, linux/arm]
                |                            ^^^^^^^^^
             help: did you mean `linux/arm64`? known platforms: `linux/amd64`, `linux/arm64`
         "#]]);
@@ -734,8 +841,8 @@ fn registry_with_a_scheme_is_refused() {
         .replace("registry: 127.0.0.1:5000/videosearcher", "registry: http://127.0.0.1:5000/videosearcher")
         .fails(expect![[r#"
             error: `build.registry` has a scheme `http://`
-              --> pipeline.yaml:72:13
-            72 |   registry: http://127.0.0.1:5000/videosearcher
+              --> pipeline.yaml:90:13
+            90 |   registry: http://127.0.0.1:5000/videosearcher
                |             ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
             help: write a registry host with a path, like `127.0.0.1:5000/videosearcher`: image references carry no scheme
         "#]]);
@@ -747,8 +854,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
         .replace("to: /opt/videosearcher/models/centerface.onnx", "to: models/centerface.onnx")
         .fails(expect![[r#"
             error: asset destination `models/centerface.onnx` is not an absolute file path
-               --> pipeline.yaml:176:13
-            176 |         to: models/centerface.onnx
+               --> pipeline.yaml:194:13
+            194 |         to: models/centerface.onnx
                 |             ^^^^^^^^^^^^^^^^^^^^^^
             help: write where the file goes inside the image, like `/opt/videosearcher/models/model.onnx`
         "#]]);
@@ -758,8 +865,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
 fn base_folder_without_its_recipe_is_pointed_at() {
     Fixture::good().replace("base: base-image", "base: no-such-folder").fails(expect![[r#"
         error: base image folder `no-such-folder` has no `Dockerfile`
-          --> pipeline.yaml:65:9
-        65 |   base: no-such-folder
+          --> pipeline.yaml:83:9
+        83 |   base: no-such-folder
            |         ^^^^^^^^^^^^^^
         help: `base` is relative to the pipeline file's folder and holds `Dockerfile` and `packages`: looked in $DIR/no-such-folder
     "#]]);

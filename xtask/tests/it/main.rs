@@ -6,4 +6,5 @@ mod e2e;
 mod gateway;
 mod local;
 mod orchestrator;
+mod render;
 mod support;

@@ -48,7 +48,9 @@ impl<'a> Embedded<'a> {
                 Ok(())
             }
             TargetKind::Docker(_) => super::docker::prepare(self.pipeline),
-            TargetKind::OpenFaas(_) => bail!("target `{}` is not run by the embedded runtime", self.name),
+            TargetKind::OpenFaas(_) | TargetKind::Kubernetes(_) => {
+                bail!("target `{}` is not run by the embedded runtime", self.name)
+            }
         }
     }
 

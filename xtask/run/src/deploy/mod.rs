@@ -129,6 +129,9 @@ pub fn open_at<'a>(
             Ok(Box::new(local::Embedded::new(pipeline, name, kind.clone(), state_dir)?))
         }
         TargetKind::OpenFaas(config) => Ok(Box::new(openfaas::OpenFaasTarget::new(pipeline, name, config.clone()))),
+        TargetKind::Kubernetes(_) => bail!(
+            "the kubernetes target is not deployable yet: target `{name}` is of kind `kubernetes`\nhelp: write its manifests with `cargo xtask render --target {name} --out DIR`"
+        ),
     }
 }
 
@@ -142,6 +145,9 @@ pub fn deploy(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Deploy
             }
             TargetKind::OpenFaas(_) => {
                 bail!("`--foreground` runs the embedded runtime: target `{name}` is an OpenFaaS gateway elsewhere")
+            }
+            TargetKind::Kubernetes(_) => {
+                bail!("the kubernetes target is not deployable yet (and `--foreground` runs the embedded runtime, not a cluster)")
             }
         };
     }

@@ -58,6 +58,7 @@ fn programs(pipeline: &Pipeline, kind: &TargetKind) -> anyhow::Result<Programs> 
         TargetKind::Local(_) => Ok(Programs::Binaries(build::function_binaries(pipeline)?)),
         TargetKind::Docker(_) => Ok(Programs::Images),
         TargetKind::OpenFaas(_) => bail!("an `openfaas` target is not run by the embedded runtime"),
+        TargetKind::Kubernetes(_) => bail!("a `kubernetes` target is not run by the embedded runtime"),
     }
 }
 

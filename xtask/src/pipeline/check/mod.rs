@@ -12,8 +12,8 @@ mod build;
 
 use super::diagnostic::{Diagnostic, Source};
 use super::model::{
-    Bounds, Dag, Embedded, FanOut, OpenFaas, Function, Parameters, Pipeline, Retry, Scale, Storage, Target,
-    TargetKind,
+    Bounds, Dag, Embedded, FanOut, Function, Kubernetes, KubernetesMode, OpenFaas, Parameters, Pipeline, Retry, Scale,
+    Storage, Target, TargetKind,
 };
 use super::raw::{RawDag, RawFunction, RawPipeline, RawStorage, RawTarget, RawTargetKind, RawTimeouts, Text};
 use super::timeouts::{GatewayTimeouts, Settings, Timeouts};
@@ -178,6 +178,7 @@ impl Checker<'_> {
                 RawTargetKind::Local => TargetKind::Local(self.embedded(&name, &path, &target)?),
                 RawTargetKind::Docker => TargetKind::Docker(self.embedded(&name, &path, &target)?),
                 RawTargetKind::Openfaas => TargetKind::OpenFaas(self.openfaas(&name, &path, &target)?),
+                RawTargetKind::Kubernetes => TargetKind::Kubernetes(self.kubernetes(&name, &path, &target)?),
             };
             checked.insert(name, Target { kind });
         }
@@ -229,18 +230,7 @@ impl Checker<'_> {
         let needs = ["gateway", "store", "secrets_dir"];
         let takes = ["gateway", "store", "function_gateway", "function_store", "bind_addr", "secrets_dir"];
         self.target_keys(name, path, target, "openfaas", &needs, &takes)?;
-        let url = |key: &str, text: Option<&Text>| -> Checked<Option<String>> {
-            let Some(text) = text else { return Ok(None) };
-            let url = text.0.trim_end_matches('/').to_string();
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
-                return Err(self.error(
-                    &format!("{path}.{key}"),
-                    format!("`{}` at `{path}.{key}` is not an http(s) URL", text.0),
-                    "write it like `http://127.0.0.1:8080`",
-                ));
-            }
-            Ok(Some(url))
-        };
+        let url = |key: &str, text: Option<&Text>| self.url(path, key, text);
         let gateway = url("gateway", target.gateway.as_ref())?.expect("checked above");
         let store = url("store", target.store.as_ref())?.expect("checked above");
         let function_gateway = url("function_gateway", target.function_gateway.as_ref())?.unwrap_or_else(|| gateway.clone());
@@ -248,6 +238,109 @@ impl Checker<'_> {
         let bind_addr = target.bind_addr.as_ref().map_or_else(|| "0.0.0.0".to_string(), |text| text.0.clone());
         let secrets_dir = self.dir.join(target.secrets_dir.as_ref().expect("checked above"));
         Ok(OpenFaas { gateway, store, function_gateway, function_store, bind_addr, secrets_dir })
+    }
+
+    /// The http(s) URL at `{path}.{key}`, without a trailing `/`.
+    fn url(&self, path: &str, key: &str, text: Option<&Text>) -> Checked<Option<String>> {
+        let Some(text) = text else { return Ok(None) };
+        let url = text.0.trim_end_matches('/').to_string();
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+            return Err(self.error(
+                &format!("{path}.{key}"),
+                format!("`{}` at `{path}.{key}` is not an http(s) URL", text.0),
+                "write it like `http://127.0.0.1:8080`",
+            ));
+        }
+        Ok(Some(url))
+    }
+
+    fn kubernetes(&self, name: &str, path: &str, target: &RawTarget) -> Checked<Kubernetes> {
+        let needs = ["mode", "secrets_dir"];
+        let takes = [
+            "namespace",
+            "openfaas_namespace",
+            "mode",
+            "gateway",
+            "store",
+            "function_gateway",
+            "function_store",
+            "bind_addr",
+            "secrets_dir",
+            "minio",
+        ];
+        self.target_keys(name, path, target, "kubernetes", &needs, &takes)?;
+        let namespace = |key: &str, text: Option<&Text>, default: &str| -> Checked<String> {
+            let Some(text) = text else { return Ok(default.to_string()) };
+            if !dns_label(&text.0) {
+                return Err(self.error(
+                    &format!("{path}.{key}"),
+                    format!("`{}` at `{path}.{key}` is not a Kubernetes namespace name", text.0),
+                    "use at most 63 lowercase letters, digits and `-`, starting and ending with a letter or digit, like `openfaas-fn`",
+                ));
+            }
+            Ok(text.0.clone())
+        };
+        let namespace_ = namespace("namespace", target.namespace.as_ref(), "openfaas-fn")?;
+        let openfaas_namespace = namespace("openfaas_namespace", target.openfaas_namespace.as_ref(), "openfaas")?;
+        let mode_text = target.mode.as_ref().expect("checked above");
+        let Some(mode) = KubernetesMode::parse(&mode_text.0) else {
+            let known: Vec<String> = KubernetesMode::ALL.iter().map(|mode| format!("`{}`", mode.name())).collect();
+            let hint = match suggest::closest(&mode_text.0, KubernetesMode::ALL.iter().map(|mode| mode.name())) {
+                Some(close) => format!("did you mean `{close}`? "),
+                None => String::new(),
+            };
+            return Err(self.error(
+                &format!("{path}.mode"),
+                format!("unknown mode `{}` at `{path}.mode`", mode_text.0),
+                format!(
+                    "{hint}known modes: {} (`deployments` works with OpenFaaS CE, `function-crd` needs OpenFaaS Pro)",
+                    known.join(", ")
+                ),
+            ));
+        };
+        let url = |key: &str, text: Option<&Text>| self.url(path, key, text);
+        let gateway = url("gateway", target.gateway.as_ref())?;
+        let store = url("store", target.store.as_ref())?;
+        let function_gateway =
+            url("function_gateway", target.function_gateway.as_ref())?.unwrap_or_else(|| "http://gateway.openfaas:8080".into());
+        let function_store =
+            url("function_store", target.function_store.as_ref())?.unwrap_or_else(|| "http://minio.openfaas:9000".into());
+        let bind_addr = match &target.bind_addr {
+            None => "0.0.0.0".to_string(),
+            Some(text) => {
+                if text.0.parse::<std::net::IpAddr>().is_err() {
+                    return Err(self.error(
+                        &format!("{path}.bind_addr"),
+                        format!("`{}` at `{path}.bind_addr` is not an IP address", text.0),
+                        "functions bind all of their pod's addresses with `0.0.0.0`",
+                    ));
+                }
+                text.0.clone()
+            }
+        };
+        // Each secret becomes a Kubernetes Secret of that name, with one key of that name.
+        for (index, secret) in self.secrets.iter().enumerate() {
+            if !dns_subdomain(secret) {
+                return Err(self.error(
+                    &format!("secrets[{index}]"),
+                    format!("secret `{secret}` cannot name a Kubernetes Secret (target `{name}` is of kind `kubernetes`)"),
+                    "use lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit, like `s3-access-key`",
+                ));
+            }
+        }
+        let secrets_dir = self.dir.join(target.secrets_dir.as_ref().expect("checked above"));
+        Ok(Kubernetes {
+            namespace: namespace_,
+            openfaas_namespace,
+            mode,
+            gateway,
+            store,
+            function_gateway,
+            function_store,
+            bind_addr,
+            secrets_dir,
+            minio: target.minio.unwrap_or(false),
+        })
     }
 
     fn parameters(&self, parameters: &Parameters) -> Checked<()> {
@@ -647,4 +740,18 @@ impl Checker<'_> {
         }
         Ok(())
     }
+}
+
+/// A Kubernetes DNS-1123 label (namespaces, Services): at most 63 lowercase
+/// letters, digits and `-`, starting and ending with a letter or digit.
+fn dns_label(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+/// A Kubernetes DNS-1123 subdomain (Secrets): labels joined by `.`, at most 253 characters.
+fn dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(dns_label)
 }
