@@ -93,8 +93,13 @@ pub struct Build {
 pub struct Render {
     /// The folder to write: `<namespace>/<kind>-<name>.yaml` per object and
     /// `openfaas-values.yaml`; files of an earlier render there are replaced
-    #[arg(long, value_name = "DIR")]
-    pub out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "explain_timeouts")]
+    pub out: Option<PathBuf>,
+    /// Print every timeout the pipeline derives (watchdog, gateway, queue
+    /// worker, the orchestrator's deadlines, the client) and the rules they
+    /// keep, then stop (needs no target)
+    #[arg(long)]
+    pub explain_timeouts: bool,
 }
 
 #[derive(Debug, Args)]

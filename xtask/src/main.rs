@@ -35,6 +35,11 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         }
         flags::Command::Render(flags) => {
             let pipeline = pipeline::load(&global.file)?;
+            if flags.explain_timeouts {
+                print!("{}", pipeline.timeouts.table());
+                return Ok(ExitCode::SUCCESS);
+            }
+            let out = flags.out.as_ref().expect("clap requires --out without --explain-timeouts");
             let (target, _) = render::cluster_target(&pipeline, global.target.as_deref())?;
             let manifest = build::manifest_path(&pipeline);
             let images = build::Images::read(&manifest);
@@ -42,8 +47,8 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             for warning in &rendered.warnings {
                 eprintln!("warning: {warning}");
             }
-            let written = render::write(&flags.out, &rendered)?;
-            eprintln!("{}", rendered.summary(&flags.out, &written));
+            let written = render::write(out, &rendered)?;
+            eprintln!("{}", rendered.summary(out, &written));
             Ok(ExitCode::SUCCESS)
         }
         flags::Command::Model(model) => {

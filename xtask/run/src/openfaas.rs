@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub const NAMESPACE: &str = "openfaas-fn";
 
 /// `GET /system/functions`, `GET /system/function/{name}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionStatus {
     pub name: String,

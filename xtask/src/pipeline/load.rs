@@ -300,3 +300,11 @@ fn friendly(expected: &str) -> String {
         other => other.to_string(),
     }
 }
+
+/// One rendered manifest (a YAML document) as JSON, for deploy to apply:
+/// the tool's other YAML reader, kept here beside the first.
+pub fn parse_manifest(text: &str) -> anyhow::Result<serde_json::Value> {
+    let value: serde_json::Value = serde_yaml::from_str(text)?;
+    anyhow::ensure!(value.is_object(), "the document is not a mapping");
+    Ok(value)
+}

@@ -15,6 +15,6 @@ pub mod timeouts;
 mod units;
 
 pub use diagnostic::Diagnostic;
-pub use load::load;
+pub use load::{load, parse_manifest};
 pub use model::*;
 pub use units::{format_duration, parse_cpu, parse_duration, parse_memory};

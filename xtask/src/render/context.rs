@@ -23,6 +23,9 @@ pub const MINIO_PORT: u16 = 9000;
 #[derive(Debug, Serialize)]
 pub struct FunctionContext {
     pub name: String,
+    /// The app's labels (`render::app_labels`), on every object's metadata:
+    /// what deploy prunes and tears down by.
+    pub app: BTreeMap<String, String>,
     pub namespace: String,
     /// `<registry>/<name>@sha256:...`, or `<registry>/<name>:<tag>`.
     pub image: String,
@@ -47,7 +50,6 @@ pub struct FunctionContext {
     pub secrets_dir: &'static str,
     /// Whole seconds, above the function's drain time.
     pub termination_grace_seconds: u64,
-    pub exec_timeout: String,
     pub readiness: ProbeContext,
     pub liveness: ProbeContext,
 }
@@ -70,9 +72,11 @@ pub struct ProbeContext {
 #[derive(Serialize)]
 pub struct SecretContext {
     pub name: String,
+    pub app: BTreeMap<String, String>,
     pub namespace: String,
     /// The one key, named after the secret, as OpenFaaS expects.
     pub key: String,
+    /// The value, base64-encoded for `data`.
     pub value: Option<String>,
     /// Who reads it, for the comment.
     pub used_by: Vec<String>,
@@ -92,6 +96,7 @@ impl std::fmt::Debug for SecretContext {
 #[derive(Debug, Serialize)]
 pub struct MinioContext {
     pub name: &'static str,
+    pub app: BTreeMap<String, String>,
     pub namespace: String,
     pub image: &'static str,
     pub port: u16,
@@ -132,6 +137,7 @@ pub fn placement<'a>(kubernetes: &'a Kubernetes, detector_model: &'a Path) -> Pl
 }
 
 pub fn function(
+    app: &BTreeMap<String, String>,
     pipeline: &Pipeline,
     kubernetes: &Kubernetes,
     function: &Function,
@@ -146,6 +152,7 @@ pub fn function(
     };
     FunctionContext {
         name: function.name.clone(),
+        app: app.clone(),
         namespace: kubernetes.namespace.clone(),
         image,
         replicas,
@@ -163,7 +170,6 @@ pub fn function(
         health_path: contract::HEALTH_PATH,
         secrets_dir: contract::SECRETS_DIR,
         termination_grace_seconds: whole_seconds(times.termination_grace),
-        exec_timeout: format_duration(times.exec),
         readiness: probe(timeouts.readiness),
         liveness: probe(timeouts.liveness),
     }
@@ -190,9 +196,10 @@ pub fn values(kubernetes: &Kubernetes, timeouts: &RenderTimeouts) -> ValuesConte
     }
 }
 
-pub fn minio(pipeline: &Pipeline, kubernetes: &Kubernetes, timeouts: &RenderTimeouts) -> MinioContext {
+pub fn minio(app: &BTreeMap<String, String>, pipeline: &Pipeline, kubernetes: &Kubernetes, timeouts: &RenderTimeouts) -> MinioContext {
     MinioContext {
         name: "minio",
+        app: app.clone(),
         namespace: kubernetes.openfaas_namespace.clone(),
         image: MINIO_IMAGE,
         port: MINIO_PORT,

@@ -145,6 +145,17 @@ impl Rendered {
     }
 }
 
+/// The labels every object of target `target` carries, as kapp marks an
+/// app: deploy prunes what carries them but was not rendered, and teardown
+/// removes what carries them.
+pub fn app_labels(pipeline: &Pipeline, target: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/managed-by".to_string(), "videosearcher".to_string()),
+        ("app.kubernetes.io/part-of".to_string(), pipeline.name.clone()),
+        ("videosearcher.dev/target".to_string(), target.to_string()),
+    ])
+}
+
 /// The `kubernetes` target `name` (`--target`), or an error pointing at why
 /// it cannot be rendered.
 pub fn cluster_target<'p>(pipeline: &'p Pipeline, name: Option<&str>) -> anyhow::Result<(&'p str, &'p Kubernetes)> {
@@ -195,9 +206,10 @@ pub fn render(pipeline: &Pipeline, target: &str, images: &BuiltImages) -> anyhow
     let placement = context::placement(kubernetes, detector_model);
     let (references, warnings) = images::references(pipeline, images)?;
 
+    let app = app_labels(pipeline, target);
     let mut manifests = Vec::new();
     for (function, image) in pipeline.functions.iter().zip(references) {
-        let context = context::function(pipeline, kubernetes, function, image, &placement, &timeouts);
+        let context = context::function(&app, pipeline, kubernetes, function, image, &placement, &timeouts);
         let object = |kind| Object { namespace: kubernetes.namespace.clone(), kind, name: function.name.clone() };
         match kubernetes.mode {
             KubernetesMode::Deployments => {
@@ -218,7 +230,7 @@ pub fn render(pipeline: &Pipeline, target: &str, images: &BuiltImages) -> anyhow
     }
     manifests.extend(secret_manifests(&templates, pipeline, target, kubernetes, None)?);
     if kubernetes.minio {
-        let context = context::minio(pipeline, kubernetes, &timeouts);
+        let context = context::minio(&app, pipeline, kubernetes, &timeouts);
         let object = |kind| Object { namespace: kubernetes.openfaas_namespace.clone(), kind, name: "minio".into() };
         manifests.push(Manifest {
             object: Some(object(Kind::Deployment)),
@@ -242,7 +254,7 @@ pub fn render(pipeline: &Pipeline, target: &str, images: &BuiltImages) -> anyhow
 }
 
 /// The Secret objects of target `target` with their values, for deploy to
-/// apply: the same files as [`render`]'s Secrets, with `stringData`. They
+/// apply: the same files as [`render`]'s Secrets, with `data` (base64). They
 /// exist only in the returned memory; write none of them to disk.
 /// `values` holds every secret of `secrets:` by name.
 pub fn secrets_with_values(
@@ -285,14 +297,14 @@ fn secret_manifests(
         .map(|(namespace, secret, used_by)| {
             let value = match values {
                 None => None,
-                Some(values) => Some(
-                    values
-                        .get(secret)
-                        .with_context(|| format!("no value for secret `{secret}` of target `{target}`"))?
-                        .clone(),
-                ),
+                Some(values) => {
+                    use base64::Engine as _;
+                    let value = values.get(secret).with_context(|| format!("no value for secret `{secret}` of target `{target}`"))?;
+                    Some(base64::engine::general_purpose::STANDARD.encode(value))
+                }
             };
             let context = context::SecretContext {
+                app: app_labels(pipeline, target),
                 name: secret.clone(),
                 namespace: namespace.to_string(),
                 key: secret.clone(),
@@ -348,7 +360,7 @@ mod tests {
         for manifest in &secrets {
             let secret: k8s_openapi::api::core::v1::Secret = serde_yaml::from_str(&manifest.text).unwrap();
             let name = secret.metadata.name.unwrap();
-            assert_eq!(secret.string_data.unwrap()[&name], values[&name], "{manifest:?}");
+            assert_eq!(secret.data.unwrap()[&name].0, values[&name].as_bytes(), "{manifest:?}");
             assert!(!format!("{manifest:?}").contains("value"), "Debug shows no text: {manifest:?}");
         }
         let err = secrets_with_values(&pipeline, "kubernetes", &BTreeMap::new()).unwrap_err();

@@ -449,3 +449,13 @@ fn a_function_without_a_pushed_index_is_named_by_tag_with_a_warning() {
     let deployment = std::fs::read_to_string(fixture.path("out/openfaas-fn/deployment-cut-clips.yaml")).unwrap();
     assert!(deployment.contains(&format!("image: \"127.0.0.1:5000/videosearcher/cut-clips:{tag}\"")), "{deployment}");
 }
+
+#[test]
+fn explain_timeouts_prints_the_models_table() {
+    let fixture = Fixture::new(|text| text);
+    let output = fixture.xtask(&["render", "--explain-timeouts"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let table = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(table, include_str!("../../src/pipeline/timeouts.table"), "the table the model's own test checks");
+    assert!(table.contains("orchestrator deadlines <= its exec timeout"), "{table}");
+}

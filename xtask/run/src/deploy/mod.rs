@@ -11,8 +11,12 @@
 //!   processes, for `kind: docker` containers of the built images
 //!   (`docker.rs` checks that they are there).
 //! - `openfaas.rs`: any OpenFaaS gateway, through its REST API.
+//! - `kubernetes.rs`: a cluster with OpenFaaS, the rendered manifests
+//!   applied through the Kubernetes API (`kubernetes/diagnose.rs` says why
+//!   a rollout is not ready).
 
 mod docker;
+mod kubernetes;
 mod local;
 mod openfaas;
 
@@ -129,9 +133,9 @@ pub fn open_at<'a>(
             Ok(Box::new(local::Embedded::new(pipeline, name, kind.clone(), state_dir)?))
         }
         TargetKind::OpenFaas(config) => Ok(Box::new(openfaas::OpenFaasTarget::new(pipeline, name, config.clone()))),
-        TargetKind::Kubernetes(_) => bail!(
-            "the kubernetes target is not deployable yet: target `{name}` is of kind `kubernetes`\nhelp: write its manifests with `cargo xtask render --target {name} --out DIR`"
-        ),
+        TargetKind::Kubernetes(config) => {
+            Ok(Box::new(kubernetes::KubernetesTarget::new(pipeline, name, config.clone())?))
+        }
     }
 }
 
@@ -147,7 +151,7 @@ pub fn deploy(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Deploy
                 bail!("`--foreground` runs the embedded runtime: target `{name}` is an OpenFaaS gateway elsewhere")
             }
             TargetKind::Kubernetes(_) => {
-                bail!("the kubernetes target is not deployable yet (and `--foreground` runs the embedded runtime, not a cluster)")
+                bail!("`--foreground` runs the embedded runtime: target `{name}` is a Kubernetes cluster")
             }
         };
     }
