@@ -4,6 +4,7 @@ mod build;
 mod check;
 mod e2e;
 mod gateway;
+mod kubernetes;
 mod local;
 mod orchestrator;
 mod render;
