@@ -446,6 +446,14 @@ fn docker_target(ws: &Workspace, images: &Value) {
     let after = containers("sample-frames");
     assert_eq!(after.len(), 1);
     assert_ne!(after[0].id, before, "a cold start is a new container");
+    // bench through the same target: every function scaled to zero first,
+    // so the cold request's every invocation is a cold start.
+    let bench = openfaas(&["bench", "--runs", "1"]);
+    let figures = bench.lines().find_map(|l| l.strip_prefix("figures: ")).unwrap_or_else(|| panic!("no figures path: {bench}"));
+    let figures: Value = serde_json::from_slice(&std::fs::read(ws.path(figures)).unwrap()).unwrap();
+    let cold = figures["cold"]["invocations"].as_array().unwrap();
+    assert!(cold.len() >= 7 && cold.iter().all(|i| i["cold_start"] == true), "{:#}", figures["cold"]);
+    assert!(bench.contains("its CPU time is not measured here"), "{bench}");
     std::fs::write(ws.path("pipeline.yaml"), &declared_yaml).unwrap();
 
     // A detector that cannot fit its memory: a classified failure, not a hang.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use stage_runtime::Store;
 
-use crate::deploy::{Embedded, Endpoints, Target as _};
+use crate::deploy::{Embedded, Endpoints, Target};
 use crate::flags;
 use crate::pipeline::{Pipeline, TargetKind};
 use crate::verify;
@@ -35,10 +35,7 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Bench) ->
     }
     let (name, target) = pipeline.target(global.target.as_deref())?;
     if !matches!(target.kind, TargetKind::Local(_) | TargetKind::Docker(_)) {
-        bail!(
-            "`cargo xtask bench` starts an embedded runtime of its own (`local` or `docker`); target `{name}` is `{}`\nhelp: use `--target` with a `local` or `docker` target",
-            target.kind.name()
-        );
+        return run_remote(pipeline, global, flags.runs);
     }
     // Free ports for the bench's own runtime, which inherits them. Set before
     // this process starts any thread.
@@ -62,10 +59,14 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Bench) ->
 
     let load_before = load_average();
     target.deploy()?;
-    let measured = measure(pipeline, &target, direct, &media.video, flags.runs);
+    let measured = (|| {
+        let pid = target.runtime_pid()?.context("the runtime the bench started is not running")?;
+        let cpu = Cpu::Embedded { pid, state: target.state().clone() };
+        measure(pipeline, &target, cpu, direct, &media.video, flags.runs)
+    })();
     let stopped = target.teardown();
-    let (cold, warm, direct) = match measured {
-        Ok(runs) => runs,
+    let figures = match measured {
+        Ok((cold, warm, direct)) => Figures::new(&media.video, cold, warm, direct, [load_before, load_average()])?,
         Err(err) => {
             if let Err(stop) = stopped {
                 eprintln!("warning: the runtime the bench started did not stop: {stop:#}");
@@ -73,33 +74,62 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Bench) ->
             return Err(err);
         }
     };
+    write_figures(&figures, &state_dir)?;
+    stopped.context("the runtime the bench started did not stop")
+}
 
+/// A target the bench does not start itself (an OpenFaaS gateway, a
+/// cluster): deployed (an apply of what is there already changes nothing),
+/// every function scaled to zero through the target and waited on until its
+/// replicas are gone, then the cold request and the warm ones. Its CPU time
+/// is not this machine's to measure; it stays deployed.
+fn run_remote(pipeline: &Pipeline, global: &flags::Global, runs: usize) -> anyhow::Result<()> {
+    let (name, _) = pipeline.target(global.target.as_deref())?;
+    let target = crate::deploy::open(pipeline, global)?;
+    let media = crate::media::synthesize(&pipeline.dir.join(".cache/media"))?;
+    crate::model::ensure(&pipeline.detector_model())?;
+    let direct = Arc::new(Direct::new(pipeline)?);
+    let load_before = load_average();
+    target.deploy()?;
+    let within = pipeline.timeouts.settings.cold_start * 2;
+    for function in &pipeline.functions {
+        target.scale(&function.name, 0, within).with_context(|| format!("scale `{}` to 0 for the cold request", function.name))?;
+    }
+    let (cold, warm, direct) = measure(pipeline, target.as_ref(), Cpu::Elsewhere, direct, &media.video, runs)?;
     let figures = Figures::new(&media.video, cold, warm, direct, [load_before, load_average()])?;
+    let state_dir = global.state_dir.clone().unwrap_or_else(|| Path::new(".xtask").join(format!("bench-{name}")));
+    write_figures(&figures, &state_dir)?;
+    println!("note: target `{name}` runs elsewhere: its CPU time is not measured here (NaN), and it stays deployed");
+    Ok(())
+}
+
+fn write_figures(figures: &Figures, state_dir: &Path) -> anyhow::Result<()> {
     println!();
     figures.print();
+    std::fs::create_dir_all(state_dir).with_context(|| format!("create {}", state_dir.display()))?;
     let path = state_dir.join("bench.json");
-    std::fs::write(&path, serde_json::to_vec_pretty(&figures)?).with_context(|| format!("write {}", path.display()))?;
+    std::fs::write(&path, serde_json::to_vec_pretty(figures)?).with_context(|| format!("write {}", path.display()))?;
     println!("figures: {}", path.display());
-    stopped.context("the runtime the bench started did not stop")
+    Ok(())
 }
 
 /// The cold request, then `runs` pairs of a warm request and a direct run.
 /// Ctrl-C stops it with an error, so the caller still stops the runtime.
 fn measure(
     pipeline: &Pipeline,
-    target: &Embedded,
+    target: &dyn Target,
+    cpu: Cpu,
     direct: Arc<Direct>,
     video: &Path,
     runs: usize,
 ) -> anyhow::Result<(Request, Vec<Request>, Vec<direct::DirectRun>)> {
     let endpoints = target.endpoints()?;
-    let pid = target.runtime_pid()?.context("the runtime the bench started is not running")?;
     let rt = tokio::runtime::Runtime::new()?;
     let store = {
         let _guard = rt.enter();
         endpoints.store()?
     };
-    let info = Runtime { endpoints, pid, state: target.state().clone() };
+    let info = Runtime { endpoints, cpu };
     let progress = indicatif::ProgressBar::new(1 + 2 * runs as u64);
     progress.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{bar:24}] {pos}/{len} {wide_msg}")?.progress_chars("=> "),
@@ -195,19 +225,30 @@ async fn request(
     })
 }
 
-/// The bench's runtime: where it answers, the root of its process tree and
-/// its state folder (which names its containers).
+/// Where the bench's target answers, and how its CPU time is read.
 struct Runtime {
     endpoints: Endpoints,
-    pid: u32,
-    state: crate::local::StateDir,
+    cpu: Cpu,
+}
+
+/// Whose CPU time a request costs.
+enum Cpu {
+    /// The embedded runtime's: the root of its process tree and its state
+    /// folder (which names its containers).
+    Embedded { pid: u32, state: crate::local::StateDir },
+    /// Another machine's: not measured.
+    Elsewhere,
 }
 
 impl Runtime {
     /// CPU seconds of the runtime's process tree (with a `local` target's
-    /// replicas) and of its containers (a `docker` target's replicas).
+    /// replicas) and of its containers (a `docker` target's replicas); NaN
+    /// for a target elsewhere.
     async fn cpu_seconds(&self) -> f64 {
-        cpu::tree_seconds(self.pid) + crate::local::container_cpu_seconds(&self.state).await
+        match &self.cpu {
+            Cpu::Embedded { pid, state } => cpu::tree_seconds(*pid) + crate::local::container_cpu_seconds(state).await,
+            Cpu::Elsewhere => f64::NAN,
+        }
     }
 }
 
