@@ -404,15 +404,7 @@ impl Target for KubernetesTarget<'_> {
             let client = self.client().await?;
             anyhow::Ok((self.gateway_url(&client).await?, self.store_url(&client).await?))
         })?;
-        let storage = &self.pipeline.storage;
-        Ok(Endpoints {
-            gateway_url,
-            store_url,
-            bucket: storage.bucket.clone(),
-            region: storage.region.clone(),
-            access_key: values[&storage.access_key_secret].clone(),
-            secret_key: values[&storage.secret_key_secret].clone(),
-        })
+        Ok(super::endpoints_with(self.pipeline, gateway_url, store_url, &values))
     }
 
     fn status(&self) -> anyhow::Result<Option<Status>> {
@@ -437,12 +429,7 @@ impl Target for KubernetesTarget<'_> {
     }
 
     fn logs(&self, function: Option<&str>, lines: usize) -> anyhow::Result<String> {
-        let Some(function) = function else {
-            bail!("a cluster keeps logs per pod\nhelp: name a function: `cargo xtask logs --target {} <function>`", self.name);
-        };
-        if self.pipeline.function(function).is_none() {
-            bail!("no function `{function}` in the pipeline");
-        }
+        let function = super::function_to_log(self.pipeline, &self.name, function, "function's pods")?;
         self.tokio.block_on(async {
             let client = self.client().await?;
             let pods: Api<Pod> = Api::namespaced(client, &self.config.namespace);

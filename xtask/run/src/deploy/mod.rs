@@ -114,6 +114,32 @@ pub fn secret_values(pipeline: &Pipeline, target: &str, dir: &std::path::Path) -
         .collect()
 }
 
+/// The endpoints of a target elsewhere: its gateway and store, and the
+/// store's credentials among the secret values.
+fn endpoints_with(pipeline: &Pipeline, gateway_url: String, store_url: String, values: &std::collections::BTreeMap<String, String>) -> Endpoints {
+    let storage = &pipeline.storage;
+    Endpoints {
+        gateway_url,
+        store_url,
+        bucket: storage.bucket.clone(),
+        region: storage.region.clone(),
+        access_key: values[&storage.access_key_secret].clone(),
+        secret_key: values[&storage.secret_key_secret].clone(),
+    }
+}
+
+/// The function `logs` names, for a target that keeps logs per function
+/// only (`per`: what it keeps them by).
+fn function_to_log<'f>(pipeline: &Pipeline, target: &str, function: Option<&'f str>, per: &str) -> anyhow::Result<&'f str> {
+    let Some(function) = function else {
+        bail!("target `{target}` keeps logs per {per}\nhelp: name a function: `cargo xtask logs --target {target} <function>`");
+    };
+    if pipeline.function(function).is_none() {
+        bail!("no function `{function}` in the pipeline");
+    }
+    Ok(function)
+}
+
 /// The target `--target` names (or the first `local` one), with its state folder.
 pub fn open<'a>(pipeline: &'a Pipeline, global: &flags::Global) -> anyhow::Result<Box<dyn Target + 'a>> {
     let (name, target) = pipeline.target(global.target.as_deref())?;

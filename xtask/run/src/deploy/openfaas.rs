@@ -159,16 +159,8 @@ impl Target for OpenFaasTarget<'_> {
     }
 
     fn endpoints(&self) -> anyhow::Result<Endpoints> {
-        let secrets = self.secrets()?;
-        let storage = &self.pipeline.storage;
-        Ok(Endpoints {
-            gateway_url: self.config.gateway.clone(),
-            store_url: self.config.store.clone(),
-            bucket: storage.bucket.clone(),
-            region: storage.region.clone(),
-            access_key: secrets[&storage.access_key_secret].clone(),
-            secret_key: secrets[&storage.secret_key_secret].clone(),
-        })
+        let values = self.secrets()?;
+        Ok(super::endpoints_with(self.pipeline, self.config.gateway.clone(), self.config.store.clone(), &values))
     }
 
     fn status(&self) -> anyhow::Result<Option<Status>> {
@@ -181,12 +173,7 @@ impl Target for OpenFaasTarget<'_> {
     }
 
     fn logs(&self, function: Option<&str>, lines: usize) -> anyhow::Result<String> {
-        let Some(function) = function else {
-            bail!("an OpenFaaS gateway keeps logs per function\nhelp: name one: `cargo xtask logs --target {} <function>`", self.name);
-        };
-        if self.pipeline.function(function).is_none() {
-            bail!("no function `{function}` in the pipeline");
-        }
+        let function = super::function_to_log(self.pipeline, &self.name, function, "function")?;
         let text = self.gateway()?.get_text(&format!("/system/logs?name={function}&tail={lines}"))?;
         let mut out = String::new();
         for line in text.lines().filter(|line| !line.trim().is_empty()) {
