@@ -62,6 +62,10 @@ pub enum Command {
     Model(Model),
     /// Measure the runtime's overhead against the same work run directly
     Bench(Bench),
+    /// Run an experiment regime of pipeline.yaml on the target: an open-loop
+    /// schedule of requests, warm or cold, with per-request and
+    /// per-invocation records and a summary
+    Experiment(Experiment),
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +171,27 @@ pub struct Bench {
     /// Number of warm runs to take the median of
     #[arg(long, default_value_t = 3)]
     pub runs: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct Experiment {
+    /// The regime (`experiments.<name>` in pipeline.yaml)
+    pub regime: String,
+    /// Measured requests, instead of the regime's (steady: `requests`; burst: `size` per burst)
+    #[arg(long)]
+    pub requests: Option<u32>,
+    /// Requests per second, instead of the regime's (steady patterns)
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Most requests in flight at once; a start beyond it is dropped and counted
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Video to send, instead of the regime's
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Results folder (default `.xtask/experiments/<regime>-<target>-<time>`)
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

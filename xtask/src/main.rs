@@ -63,7 +63,8 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         | flags::Command::Logs(_)
         | flags::Command::Verify(_)
         | flags::Command::Media(_)
-        | flags::Command::Bench(_) => hand_over(),
+        | flags::Command::Bench(_)
+        | flags::Command::Experiment(_) => hand_over(),
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod bench;
 mod deploy;
+mod experiment;
 mod local;
 mod media;
 mod openfaas;
@@ -65,6 +66,11 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         flags::Command::Bench(flags::Bench { what: Some(flags::BenchWhat::Build(bench)), .. }) => {
             let pipeline = pipeline::load(&global.file)?;
             bench::build::run(&pipeline, bench)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Command::Experiment(experiment) => {
+            let pipeline = pipeline::load(&global.file)?;
+            experiment::run(&pipeline, global, experiment)?;
             Ok(ExitCode::SUCCESS)
         }
         flags::Command::Bench(bench) => {

@@ -115,6 +115,8 @@ pub(crate) struct Outcome {
     pub clips: usize,
     /// From the call to the entry function until its whole answer arrived.
     pub latency: Duration,
+    /// The entry function's HTTP status.
+    pub status: u16,
     /// Why the entry function did not answer 200 (its status and answer).
     pub failure: Option<String>,
 }
@@ -181,7 +183,7 @@ pub(crate) async fn send(
     };
     let failure = (!status.is_success()).then(|| format!("the request failed with {status}: {}", body.trim()));
     let clips = state["items"].as_object().map_or(0, |m| m.len());
-    Ok(Outcome { request_id, state, clips, latency, failure })
+    Ok(Outcome { request_id, state, clips, latency, status: status.as_u16(), failure })
 }
 
 /// Every expected artifact, checked in the store. Returns what is wrong.

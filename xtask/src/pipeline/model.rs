@@ -29,6 +29,8 @@ pub struct Pipeline {
     pub dag: Dag,
     /// How images are built; `None` when the file has no `build:`.
     pub build: Option<Build>,
+    /// Experiment regimes by name, in file order.
+    pub experiments: IndexMap<String, Regime>,
     /// Absolute folder of the pipeline file; relative paths in it are relative to this.
     pub dir: PathBuf,
     /// The file's text and positions, to point later errors into it.
@@ -332,6 +334,48 @@ impl Platform {
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// How the requests of an experiment arrive (`experiments.<name>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Regime {
+    pub start: Start,
+    pub pattern: Pattern,
+    /// Requests sent before the measured ones and left out of the figures
+    /// (warm regimes only).
+    pub warmup: u32,
+    /// Seeds the jitter of a steady pattern.
+    pub seed: u64,
+    /// The video to send (absolute); `None`: the synthesized test video.
+    pub input: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Every function's replicas ready, warm-up requests sent first.
+    Warm,
+    /// Before each request (steady) or burst, every function scaled to zero
+    /// through the target and waited on until its replicas are gone.
+    Cold,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pattern {
+    /// `requests` at `rate` per second, each start moved by up to `jitter`
+    /// of the interval (seeded).
+    Steady { rate: f64, requests: u32, jitter: f64 },
+    /// `bursts` times `size` requests at once, `gap` apart.
+    Burst { size: u32, bursts: u32, gap: Duration },
+}
+
+impl Pattern {
+    /// Requests the pattern sends, warm-up not counted.
+    pub fn requests(&self) -> u32 {
+        match self {
+            Pattern::Steady { requests, .. } => *requests,
+            Pattern::Burst { size, bursts, .. } => size * bursts,
+        }
     }
 }
 

@@ -24,6 +24,48 @@ pub struct RawPipeline {
     pub dag: RawDag,
     #[serde(default)]
     pub build: Option<RawBuild>,
+    #[serde(default)]
+    pub experiments: IndexMap<String, RawRegime>,
+}
+
+/// One regime of `experiments:`: how requests arrive.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegime {
+    pub start: RawStart,
+    pub pattern: RawPattern,
+    #[serde(default)]
+    pub rate: Option<Text>,
+    #[serde(default)]
+    pub requests: Option<u32>,
+    #[serde(default)]
+    pub jitter: Option<Text>,
+    #[serde(default)]
+    pub size: Option<u32>,
+    #[serde(default)]
+    pub bursts: Option<u32>,
+    #[serde(default)]
+    pub gap: Option<Text>,
+    #[serde(default)]
+    pub warmup: Option<u32>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub input: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawStart {
+    Warm,
+    Cold,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawPattern {
+    Steady,
+    Burst,
 }
 
 /// `build:`, what `cargo xtask build` makes the images from.

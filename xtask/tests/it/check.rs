@@ -397,8 +397,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:214:1
-        214 | ---
+           --> pipeline.yaml:229:1
+        229 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -870,4 +870,43 @@ fn base_folder_without_its_recipe_is_pointed_at() {
            |         ^^^^^^^^^^^^^^
         help: `base` is relative to the pipeline file's folder and holds `Dockerfile` and `packages`: looked in $DIR/no-such-folder
     "#]]);
+}
+
+#[test]
+fn cold_regime_with_a_warmup_is_rejected() {
+    Fixture::good()
+        .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }")
+        .fails(expect![[r#"
+            error: regime `cold-steady` is cold, but warms its functions up first
+               --> pipeline.yaml:227:81
+            227 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }
+                |                                                                                 ^
+            help: remove `warmup` (a cold regime scales every function to zero before each request or burst), or make it `start: warm`
+        "#]]);
+}
+
+#[test]
+fn steady_regime_without_a_rate_is_rejected() {
+    Fixture::good()
+        .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, requests: 3 }")
+        .fails(expect![[r#"
+            error: regime `cold-steady` has a `steady` pattern but no `rate`
+               --> pipeline.yaml:227:40
+            227 |   cold-steady: { start: cold, pattern: steady, requests: 3 }
+                |                                        ^^^^^^
+            help: add `rate:` to `experiments.cold-steady`
+        "#]]);
+}
+
+#[test]
+fn burst_regime_refuses_a_rate() {
+    Fixture::good()
+        .replace("cold-burst: { start: cold, pattern: burst, size: 3 }", "cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }")
+        .fails(expect![[r#"
+            error: `rate` is not a setting of a `burst` pattern (`experiments.cold-burst`)
+               --> pipeline.yaml:228:61
+            228 |   cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }
+                |                                                             ^
+            help: a `burst` pattern takes `size`, `bursts`, `gap`
+        "#]]);
 }

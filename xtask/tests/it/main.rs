@@ -3,6 +3,7 @@
 mod build;
 mod check;
 mod e2e;
+mod experiment;
 mod gateway;
 mod kubernetes;
 mod local;

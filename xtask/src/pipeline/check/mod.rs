@@ -12,10 +12,10 @@ mod build;
 
 use super::diagnostic::{Diagnostic, Source};
 use super::model::{
-    Bounds, Dag, Embedded, FanOut, Function, Kubernetes, KubernetesMode, OpenFaas, Parameters, Pipeline, Retry, Scale,
-    Storage, Target, TargetKind,
+    Bounds, Dag, Embedded, FanOut, Function, Kubernetes, KubernetesMode, OpenFaas, Parameters, Pattern, Pipeline, Regime, Retry,
+    Scale, Start, Storage, Target, TargetKind,
 };
-use super::raw::{RawDag, RawFunction, RawPipeline, RawStorage, RawTarget, RawTargetKind, RawTimeouts, Text};
+use super::raw::{RawDag, RawFunction, RawPattern, RawPipeline, RawRegime, RawStart, RawStorage, RawTarget, RawTargetKind, RawTimeouts, Text};
 use super::timeouts::{GatewayTimeouts, Settings, Timeouts};
 use super::suggest;
 use super::units::{bytes_to_mib, parse_cpu, parse_duration, parse_memory};
@@ -49,6 +49,11 @@ pub fn check(raw: RawPipeline, source: Source, dir: PathBuf) -> Checked<Pipeline
         return Err(checker.error(&violation.path, violation.message, format!("{} (rule: {})", violation.help, violation.rule)));
     }
     let build = raw.build.map(|build| checker.build(build)).transpose()?;
+    let experiments = raw
+        .experiments
+        .into_iter()
+        .map(|(name, regime)| Ok((name.clone(), checker.regime(&name, regime)?)))
+        .collect::<Checked<IndexMap<_, _>>>()?;
     Ok(Pipeline {
         name: raw.name,
         timeouts,
@@ -59,6 +64,7 @@ pub fn check(raw: RawPipeline, source: Source, dir: PathBuf) -> Checked<Pipeline
         functions,
         dag,
         build,
+        experiments,
         dir,
         source,
     })
@@ -91,6 +97,102 @@ impl Checker<'_> {
             ));
         }
         Ok(duration)
+    }
+
+    fn regime(&self, name: &str, raw: RawRegime) -> Checked<Regime> {
+        let path = format!("experiments.{name}");
+        let at = |key: &str| format!("{path}.{key}");
+        let given: Vec<&str> = [
+            ("rate", raw.rate.is_some()),
+            ("requests", raw.requests.is_some()),
+            ("jitter", raw.jitter.is_some()),
+            ("size", raw.size.is_some()),
+            ("bursts", raw.bursts.is_some()),
+            ("gap", raw.gap.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(key, given)| given.then_some(key))
+        .collect();
+        let (pattern_name, takes, needs): (&str, &[&str], &[&str]) = match raw.pattern {
+            RawPattern::Steady => ("steady", &["rate", "requests", "jitter"], &["rate", "requests"]),
+            RawPattern::Burst => ("burst", &["size", "bursts", "gap"], &["size"]),
+        };
+        if let Some(key) = given.iter().find(|key| !takes.contains(key)) {
+            let takes: Vec<String> = takes.iter().map(|k| format!("`{k}`")).collect();
+            return Err(self.error(
+                &at(key),
+                format!("`{key}` is not a setting of a `{pattern_name}` pattern (`{path}`)"),
+                format!("a `{pattern_name}` pattern takes {}", takes.join(", ")),
+            ));
+        }
+        if let Some(key) = needs.iter().find(|key| !given.contains(key)) {
+            return Err(self.error(
+                &at("pattern"),
+                format!("regime `{name}` has a `{pattern_name}` pattern but no `{key}`"),
+                format!("add `{key}:` to `{path}`"),
+            ));
+        }
+        let number = |key: &str, text: &Text| -> Checked<f64> {
+            text.0.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(|| {
+                self.error(&at(key), format!("`{}` at `{}` is not a number", text.0, at(key)), "write a number like `0.5`")
+            })
+        };
+        let pattern = match raw.pattern {
+            RawPattern::Steady => {
+                let rate = number("rate", raw.rate.as_ref().expect("checked above"))?;
+                if rate <= 0.0 {
+                    return Err(self.error(&at("rate"), format!("regime `{name}` has rate 0: no request would start"), "give requests per second, like `0.2`"));
+                }
+                let jitter = raw.jitter.as_ref().map(|text| number("jitter", text)).transpose()?.unwrap_or(0.0);
+                if jitter >= 1.0 {
+                    return Err(self.error(&at("jitter"), format!("jitter {jitter} moves a start past the next one"), "use a fraction of the interval below 1, like `0.2`"));
+                }
+                let requests = raw.requests.expect("checked above");
+                if requests == 0 {
+                    return Err(self.error(&at("requests"), format!("regime `{name}` sends no request"), "use 1 or more"));
+                }
+                Pattern::Steady { rate, requests, jitter }
+            }
+            RawPattern::Burst => {
+                let size = raw.size.expect("checked above");
+                let bursts = raw.bursts.unwrap_or(1);
+                if size == 0 || bursts == 0 {
+                    let key = if size == 0 { "size" } else { "bursts" };
+                    return Err(self.error(&at(key), format!("regime `{name}` sends no request"), "use 1 or more"));
+                }
+                let gap = match &raw.gap {
+                    Some(text) => self.duration(&at("gap"), text)?,
+                    None if bursts > 1 => {
+                        return Err(self.error(&at("bursts"), format!("regime `{name}` has {bursts} bursts but no `gap` between them"), format!("add `gap:` (like `60s`) to `{path}`")));
+                    }
+                    None => Duration::ZERO,
+                };
+                Pattern::Burst { size, bursts, gap }
+            }
+        };
+        let start = match raw.start {
+            RawStart::Warm => Start::Warm,
+            RawStart::Cold => Start::Cold,
+        };
+        let warmup = raw.warmup.unwrap_or(0);
+        if start == Start::Cold && warmup > 0 {
+            return Err(self.error(
+                &at("warmup"),
+                format!("regime `{name}` is cold, but warms its functions up first"),
+                "remove `warmup` (a cold regime scales every function to zero before each request or burst), or make it `start: warm`",
+            ));
+        }
+        let input = match raw.input {
+            Some(input) => {
+                let absolute = self.dir.join(&input);
+                if !absolute.is_file() {
+                    return Err(self.error(&at("input"), format!("input `{}` of regime `{name}` does not exist", input.display()), format!("looked for {}", absolute.display())));
+                }
+                Some(absolute)
+            }
+            None => None,
+        };
+        Ok(Regime { start, pattern, warmup, seed: raw.seed.unwrap_or(1), input })
     }
 
     fn timeout_settings(&self, raw: &RawTimeouts) -> Checked<Settings> {

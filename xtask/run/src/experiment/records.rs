@@ -1,0 +1,239 @@
+//! What an experiment records, one line per request and one per function
+//! invocation (JSONL and CSV with the same columns, readable by pandas as
+//! they are), and the summary made of them.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+/// One request as the client saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RequestRecord {
+    pub request_id: String,
+    /// Sent to warm the functions up; not in the figures.
+    pub warmup: bool,
+    /// The group it ran in (a cold regime scales to zero before each).
+    pub group: usize,
+    /// Seconds from the experiment's start: when the schedule said, when it started.
+    pub scheduled_s: f64,
+    pub started_s: f64,
+    pub late_ms: f64,
+    /// Dropped: the schedule's start came with `--concurrency` requests running.
+    pub dropped: bool,
+    /// From the last attempt's call to its whole answer.
+    pub latency_ms: f64,
+    /// From the scheduled start to the answer: upload, retries, latency.
+    pub total_ms: f64,
+    pub attempts: u32,
+    /// The last answer's HTTP status; 0 without one.
+    pub status: u16,
+    /// `succeeded`, `failed` (an answer that is not 200), `error` (no answer or no state), `dropped`.
+    pub outcome: String,
+    pub error: String,
+    pub clips: usize,
+    /// Σ cost_unit of its invocations (seconds × declared GB).
+    pub cost_unit: f64,
+}
+
+/// One attempt of one step, from the request's state document.
+#[derive(Debug, Clone, Serialize)]
+pub struct InvocationRecord {
+    pub request_id: String,
+    pub warmup: bool,
+    pub function: String,
+    pub scope: String,
+    pub attempt: u32,
+    pub status: u16,
+    /// The attempt as the orchestrator saw it (client side).
+    pub elapsed_ms: f64,
+    /// The invocation as the function measured it (server side).
+    pub duration_ms: f64,
+    /// Outside the function: gateway, queueing, cold start, transfer.
+    pub outside_ms: f64,
+    pub tool_ms: f64,
+    pub cold_start: bool,
+    /// The regime expected the opposite (`cold_start` false in a cold
+    /// regime, true in a warm one after warm-up): left out of the figures.
+    pub mismatch: bool,
+    pub memory_limit_mb: u64,
+    pub peak_rss_mb: f64,
+    pub cost_unit: f64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Every attempt with metrics in `state`, marked against `cold` (what the regime expects).
+pub fn invocations(request_id: &str, warmup: bool, state: &serde_json::Value, cold: bool) -> Vec<InvocationRecord> {
+    let mut found = Vec::new();
+    for step in state["steps"].as_array().into_iter().flatten() {
+        for attempt in step["attempts"].as_array().into_iter().flatten() {
+            let metrics = &attempt["metrics"];
+            if !metrics.is_object() {
+                continue;
+            }
+            let number = |key: &str| metrics[key].as_f64().unwrap_or(0.0);
+            let elapsed_ms = attempt["elapsed_ms"].as_f64().unwrap_or(0.0);
+            let cold_start = metrics["cold_start"].as_bool().unwrap_or(false);
+            found.push(InvocationRecord {
+                request_id: request_id.to_string(),
+                warmup,
+                function: step["function"].as_str().unwrap_or_default().to_string(),
+                scope: step["scope"].as_str().unwrap_or_default().to_string(),
+                attempt: attempt["attempt"].as_u64().unwrap_or(0) as u32,
+                status: attempt["status"].as_u64().unwrap_or(0) as u16,
+                elapsed_ms,
+                duration_ms: number("duration_ms"),
+                outside_ms: (elapsed_ms - number("duration_ms")).max(0.0),
+                tool_ms: number("tool_ms"),
+                cold_start,
+                mismatch: !warmup && cold_start != cold,
+                memory_limit_mb: metrics["memory_limit_mb"].as_u64().unwrap_or(0),
+                peak_rss_mb: number("peak_rss_mb"),
+                cost_unit: number("cost_unit"),
+                bytes_in: metrics["bytes_in"].as_u64().unwrap_or(0),
+                bytes_out: metrics["bytes_out"].as_u64().unwrap_or(0),
+            });
+        }
+    }
+    found
+}
+
+/// `<dir>/<name>.jsonl` and `<dir>/<name>.csv` of `records`.
+pub fn write<T: Serialize>(dir: &Path, name: &str, records: &[T]) -> anyhow::Result<()> {
+    let mut jsonl = String::new();
+    for record in records {
+        jsonl.push_str(&serde_json::to_string(record)?);
+        jsonl.push('\n');
+    }
+    let path = dir.join(format!("{name}.jsonl"));
+    std::fs::write(&path, jsonl).with_context(|| format!("write {}", path.display()))?;
+    let path = dir.join(format!("{name}.csv"));
+    let mut csv = csv::Writer::from_path(&path).with_context(|| format!("write {}", path.display()))?;
+    for record in records {
+        csv.serialize(record)?;
+    }
+    csv.flush()?;
+    Ok(())
+}
+
+/// The figures of a run (`summary.json`).
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub regime: String,
+    pub target: String,
+    /// Measured requests scheduled (warm-up not counted).
+    pub scheduled: usize,
+    pub dropped: usize,
+    /// Starts more than 10 ms after their scheduled time.
+    pub late: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub success_rate: f64,
+    pub latency_ms: Percentiles,
+    /// 95 % confidence interval of the median latency (order statistics).
+    pub median_ci_ms: [f64; 2],
+    pub cost_unit_per_request: f64,
+    pub invocations: usize,
+    pub cold_starts: usize,
+    /// Invocations whose cold start was not what the regime expects: left out.
+    pub mismatches: usize,
+    /// Per function: the highest peak against the declared limit.
+    pub memory: BTreeMap<String, Memory>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub count: u64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Memory {
+    pub peak_rss_mb: f64,
+    pub limit_mb: u64,
+    /// Above 80 % of the limit.
+    pub flagged: bool,
+}
+
+impl Summary {
+    pub fn new(regime: &str, target: &str, requests: &[RequestRecord], invocations: &[InvocationRecord]) -> Summary {
+        let measured: Vec<&RequestRecord> = requests.iter().filter(|r| !r.warmup).collect();
+        let succeeded: Vec<&RequestRecord> = measured.iter().copied().filter(|r| r.outcome == "succeeded").collect();
+        let mut histogram = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+        for request in &succeeded {
+            histogram.saturating_record((request.latency_ms * 1000.0).max(1.0) as u64);
+        }
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        let latency_ms = Percentiles {
+            count: histogram.len(),
+            mean: if histogram.is_empty() { f64::NAN } else { histogram.mean() / 1000.0 },
+            p50: ms(histogram.value_at_quantile(0.50)),
+            p90: ms(histogram.value_at_quantile(0.90)),
+            p95: ms(histogram.value_at_quantile(0.95)),
+            p99: ms(histogram.value_at_quantile(0.99)),
+            max: ms(histogram.max()),
+        };
+        let mut sorted: Vec<f64> = succeeded.iter().map(|r| r.latency_ms).collect();
+        sorted.sort_by(f64::total_cmp);
+        let counted: Vec<&InvocationRecord> = invocations.iter().filter(|i| !i.warmup && !i.mismatch).collect();
+        let mut memory: BTreeMap<String, Memory> = BTreeMap::new();
+        for invocation in invocations.iter().filter(|i| !i.warmup) {
+            let entry = memory.entry(invocation.function.clone()).or_insert(Memory { peak_rss_mb: 0.0, limit_mb: invocation.memory_limit_mb, flagged: false });
+            entry.peak_rss_mb = entry.peak_rss_mb.max(invocation.peak_rss_mb);
+            entry.flagged = entry.limit_mb > 0 && entry.peak_rss_mb > 0.8 * entry.limit_mb as f64;
+        }
+        Summary {
+            regime: regime.to_string(),
+            target: target.to_string(),
+            scheduled: measured.len(),
+            dropped: measured.iter().filter(|r| r.dropped).count(),
+            late: measured.iter().filter(|r| r.late_ms > 10.0).count(),
+            succeeded: succeeded.len(),
+            failed: measured.len() - succeeded.len(),
+            success_rate: if measured.is_empty() { f64::NAN } else { succeeded.len() as f64 / measured.len() as f64 },
+            latency_ms,
+            median_ci_ms: median_ci(&sorted),
+            cost_unit_per_request: if succeeded.is_empty() { f64::NAN } else { succeeded.iter().map(|r| r.cost_unit).sum::<f64>() / succeeded.len() as f64 },
+            invocations: counted.len(),
+            cold_starts: counted.iter().filter(|i| i.cold_start).count(),
+            mismatches: invocations.iter().filter(|i| i.mismatch).count(),
+            memory,
+        }
+    }
+}
+
+/// The distribution-free 95 % confidence interval of the median of
+/// `sorted`: the order statistics of ranks n/2 − 1.96·√n/2 and
+/// 1 + n/2 + 1.96·√n/2 (NaN below 6 values,
+/// where no such interval reaches 95 %).
+pub fn median_ci(sorted: &[f64]) -> [f64; 2] {
+    let n = sorted.len();
+    if n < 6 {
+        return [f64::NAN, f64::NAN];
+    }
+    let half = 1.96 * (n as f64).sqrt() / 2.0;
+    let lower = ((n as f64 / 2.0 - half).floor() as usize).clamp(1, n) - 1;
+    let upper = ((1.0 + n as f64 / 2.0 + half).ceil() as usize).clamp(1, n) - 1;
+    [sorted[lower], sorted[upper]]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_interval_widens_with_fewer_values() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        let [low, high] = median_ci(&values);
+        assert!(low < 50.5 && high > 50.5, "{low}..{high}");
+        assert_eq!([low, high], [40.0, 61.0]);
+        assert!(median_ci(&[1.0, 2.0, 3.0]).iter().all(|v| v.is_nan()));
+    }
+}
