@@ -199,6 +199,19 @@ pub enum BenchWhat {
     /// Measure `cargo xtask build`: a full build and push under a fresh image
     /// name, then no-op builds; where the time goes and what the layers hold
     Build(BenchBuild),
+    /// Measure the experiment's load generator alone: how late its starts
+    /// are at a steady rate (goal: p99 below 1 ms at 200 req/s)
+    Schedule(BenchSchedule),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSchedule {
+    /// Starts per second
+    #[arg(long, default_value_t = 200.0)]
+    pub rate: f64,
+    /// Seconds to run
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
 }
 
 #[derive(Debug, Args)]

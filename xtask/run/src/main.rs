@@ -73,6 +73,10 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             experiment::run(&pipeline, global, experiment)?;
             Ok(ExitCode::SUCCESS)
         }
+        flags::Command::Bench(flags::Bench { what: Some(flags::BenchWhat::Schedule(bench)), .. }) => {
+            experiment::bench_schedule(bench.rate, bench.seconds)?;
+            Ok(ExitCode::SUCCESS)
+        }
         flags::Command::Bench(bench) => {
             let pipeline = pipeline::load(&global.file)?;
             bench::run(&pipeline, global, bench)?;

@@ -84,10 +84,15 @@ pub async fn open_loop<'a, T: 'a>(
     slots
 }
 
+/// Until `due`: tokio's timer has a 1 ms resolution, so it sleeps until
+/// a millisecond before and spins the rest (at most a millisecond a start).
 async fn sleep_until(due: Option<Instant>) {
-    match due {
-        Some(due) => tokio::time::sleep_until(due).await,
-        None => std::future::pending().await,
+    let Some(due) = due else { return std::future::pending().await };
+    if let Some(coarse) = due.checked_sub(Duration::from_millis(1)) {
+        tokio::time::sleep_until(coarse).await;
+    }
+    while Instant::now() < due {
+        std::hint::spin_loop();
     }
 }
 

@@ -262,6 +262,24 @@ impl Context<'_> {
     }
 }
 
+/// `cargo xtask bench schedule`: the generator at `rate` for `seconds`
+/// against requests that take 50 ms each, and how late its starts were.
+pub fn bench_schedule(rate: f64, seconds: u32) -> anyhow::Result<()> {
+    if !(rate.is_finite() && rate > 0.0) || seconds == 0 {
+        bail!("--rate and --seconds must be above 0");
+    }
+    let requests = (rate * f64::from(seconds)).round() as u32;
+    let offsets = load::offsets(&Pattern::Steady { rate, requests, jitter: 0.0 }, 1);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let slots = rt.block_on(load::open_loop(&offsets, usize::MAX, |_| Box::pin(tokio::time::sleep(Duration::from_millis(50)))));
+    let mut late: Vec<f64> = slots.iter().map(|slot| slot.late.as_secs_f64() * 1000.0).collect();
+    late.sort_by(f64::total_cmp);
+    let at = |q: f64| late[((late.len() - 1) as f64 * q).round() as usize];
+    println!("{requests} starts at {rate}/s for {seconds}s, each request 50 ms: start error p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms", at(0.5), at(0.99), at(1.0));
+    println!("goal: p99 < 1 ms: {}", if at(0.99) < 1.0 { "met" } else { "NOT met" });
+    Ok(())
+}
+
 fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     std::fs::write(path, serde_json::to_vec_pretty(value)?).with_context(|| format!("write {}", path.display()))
 }
