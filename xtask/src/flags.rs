@@ -66,6 +66,10 @@ pub enum Command {
     /// schedule of requests, warm or cold, with per-request and
     /// per-invocation records and a summary
     Experiment(Experiment),
+    /// Put experiment runs side by side: latency percentiles with the
+    /// median's interval, success, cost per request, the cold-start penalty,
+    /// and their latency CDFs (Markdown and SVG)
+    Report(Report),
 }
 
 #[derive(Debug, Args)]
@@ -192,6 +196,16 @@ pub struct Experiment {
     /// Results folder (default `.xtask/experiments/<regime>-<target>-<time>`)
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Report {
+    /// Results folders of `cargo xtask experiment`
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Where to write `report.md` and `latency-cdf.svg`
+    #[arg(long, default_value = ".xtask/report")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,11 +1,12 @@
 //! `cargo xtask`'s light half: the pipeline model and the phases that need no
-//! runtime (check, build, render). `xtask-run` uses the model and the flags from here.
+//! runtime (check, build, render, report). `xtask-run` uses the model and the flags from here.
 
 pub mod build;
 pub mod flags;
 pub mod model;
 pub mod pipeline;
 pub mod render;
+pub mod report;
 
 /// `cargo`, as the environment names it, without the variables cargo sets for
 /// the program it runs (`CARGO_PKG_NAME`, `CARGO_MANIFEST_DIR`, ...). Build

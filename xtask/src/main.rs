@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use xtask::{build, flags, model, pipeline, render};
+use xtask::{build, flags, model, pipeline, render, report};
 
 fn main() -> ExitCode {
     xtask::main(run)
@@ -49,6 +49,12 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             }
             let written = render::write(out, &rendered)?;
             eprintln!("{}", rendered.summary(out, &written));
+            Ok(ExitCode::SUCCESS)
+        }
+        flags::Command::Report(flags) => {
+            let runs = flags.runs.iter().map(|dir| report::Run::read(dir)).collect::<anyhow::Result<Vec<_>>>()?;
+            print!("{}", report::compare(&runs, &flags.out)?);
+            eprintln!("report: {}", flags.out.join("report.md").display());
             Ok(ExitCode::SUCCESS)
         }
         flags::Command::Model(model) => {

@@ -82,7 +82,7 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             bench::run(&pipeline, global, bench)?;
             Ok(ExitCode::SUCCESS)
         }
-        flags::Command::Check(_) | flags::Command::Build(_) | flags::Command::Model(_) | flags::Command::Render(_) => {
+        flags::Command::Check(_) | flags::Command::Build(_) | flags::Command::Model(_) | flags::Command::Render(_) | flags::Command::Report(_) => {
             bail!("this command is `cargo xtask`'s own: run it as `cargo xtask ...`")
         }
     }

@@ -369,6 +369,17 @@ pub enum Pattern {
     Burst { size: u32, bursts: u32, gap: Duration },
 }
 
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pattern::Steady { rate, requests, jitter } if *jitter > 0.0 => write!(f, "steady {requests} at {rate}/s ±{jitter}"),
+            Pattern::Steady { rate, requests, .. } => write!(f, "steady {requests} at {rate}/s"),
+            Pattern::Burst { size, bursts: 1, .. } => write!(f, "burst of {size}"),
+            Pattern::Burst { size, bursts, gap } => write!(f, "{bursts} bursts of {size}, {}s apart", gap.as_secs_f64()),
+        }
+    }
+}
+
 impl Pattern {
     /// Requests the pattern sends, warm-up not counted.
     pub fn requests(&self) -> u32 {

@@ -83,6 +83,27 @@ fn warm_and_cold_regimes_write_their_records_and_keep_to_the_regime() {
 
     let output = xtask_in(dir.path(), &["down"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+
+    // Each run's own report, and both side by side.
+    for run in [&warm, &cold] {
+        let report = std::fs::read_to_string(run.join("report.md")).unwrap();
+        for svg in ["latency-cdf.svg", "latency-over-time.svg", "stages.svg", "cost-latency.svg"] {
+            assert!(report.contains(&format!("![{svg}]({svg})")), "{report}");
+            let text = std::fs::read_to_string(run.join(svg)).unwrap();
+            assert!(text.starts_with("<svg") && text.matches("<text").count() >= 5, "{svg}: axes and labels:\n{text}");
+        }
+        let stages = std::fs::read_to_string(run.join("stages.svg")).unwrap();
+        assert!(stages.contains("\nfirst\n") && stages.contains("\nsecond\n"), "a bar per function: {stages}");
+    }
+    let out = dir.path().join("report");
+    let output = xtask_in(dir.path(), &["report", warm.to_str().unwrap(), cold.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("| warm-steady | local | warm | steady 4 at 4/s | 4 | 100 % |"), "{stdout}");
+    assert!(stdout.contains("| cold-steady | local | cold | steady 2 at 1/s | 2 | 100 % |"), "{stdout}");
+    assert!(stdout.contains("Cold-start penalty `cold-steady` ÷ `warm-steady` (medians): "), "{stdout}");
+    let cdf = std::fs::read_to_string(out.join("latency-cdf.svg")).unwrap();
+    assert!(cdf.contains("warm-steady (n=4)") && cdf.contains("cold-steady (n=2)"), "a series per run: {cdf}");
 }
 
 #[test]

@@ -18,7 +18,6 @@
 //! `invocations.{jsonl,csv}`, `summary.json` and `environment.json`.
 
 mod load;
-mod records;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,7 +29,7 @@ use crate::deploy::{self, Target};
 use crate::flags;
 use crate::pipeline::{Pattern, Pipeline, Regime, Start};
 use crate::verify;
-use records::{InvocationRecord, RequestRecord, Summary};
+use xtask::report::records::{self, InvocationRecord, RequestRecord, Summary};
 
 pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Experiment) -> anyhow::Result<PathBuf> {
     let regime = regime(pipeline, flags)?;
@@ -132,6 +131,8 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Experimen
     write_json(&out.join("summary.json"), &summary)?;
     write_json(&out.join("environment.json"), &environment(pipeline, target_name, &flags.regime, &regime, &offsets, &input))?;
     print_summary(&summary);
+    let report = xtask::report::write_run(&xtask::report::Run::read(&out)?)?;
+    println!("report: {}", report.display());
     println!("results: {}", out.display());
     Ok(out)
 }
@@ -307,7 +308,7 @@ fn environment(pipeline: &Pipeline, target: &str, name: &str, regime: &Regime, o
     serde_json::json!({
         "regime": name,
         "start": format!("{:?}", regime.start).to_lowercase(),
-        "pattern": format!("{:?}", regime.pattern),
+        "pattern": regime.pattern.to_string(),
         "warmup": regime.warmup,
         "seed": regime.seed,
         "schedule_s": offsets.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),

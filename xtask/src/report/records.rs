@@ -1,15 +1,16 @@
 //! What an experiment records, one line per request and one per function
 //! invocation (JSONL and CSV with the same columns, readable by pandas as
-//! they are), and the summary made of them.
+//! they are), and the summary made of them. The experiment writes them;
+//! the report reads them back.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Context as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One request as the client saw it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RequestRecord {
     pub request_id: String,
     /// Sent to warm the functions up; not in the figures.
@@ -38,7 +39,7 @@ pub struct RequestRecord {
 }
 
 /// One attempt of one step, from the request's state document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InvocationRecord {
     pub request_id: String,
     pub warmup: bool,
@@ -100,6 +101,17 @@ pub fn invocations(request_id: &str, warmup: bool, state: &serde_json::Value, co
     found
 }
 
+/// The records of `<dir>/<name>.jsonl`.
+pub fn read<T: serde::de::DeserializeOwned>(dir: &Path, name: &str) -> anyhow::Result<Vec<T>> {
+    let path = dir.join(format!("{name}.jsonl"));
+    let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| serde_json::from_str(line).with_context(|| format!("{}:{}: not a record", path.display(), n + 1)))
+        .collect()
+}
+
 /// `<dir>/<name>.jsonl` and `<dir>/<name>.csv` of `records`.
 pub fn write<T: Serialize>(dir: &Path, name: &str, records: &[T]) -> anyhow::Result<()> {
     let mut jsonl = String::new();
@@ -119,7 +131,7 @@ pub fn write<T: Serialize>(dir: &Path, name: &str, records: &[T]) -> anyhow::Res
 }
 
 /// The figures of a run (`summary.json`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Summary {
     pub regime: String,
     pub target: String,
@@ -130,10 +142,13 @@ pub struct Summary {
     pub late: usize,
     pub succeeded: usize,
     pub failed: usize,
+    #[serde(deserialize_with = "nan_if_null")]
     pub success_rate: f64,
     pub latency_ms: Percentiles,
     /// 95 % confidence interval of the median latency (order statistics).
+    #[serde(deserialize_with = "nan_pair_if_null")]
     pub median_ci_ms: [f64; 2],
+    #[serde(deserialize_with = "nan_if_null")]
     pub cost_unit_per_request: f64,
     pub invocations: usize,
     pub cold_starts: usize,
@@ -143,9 +158,10 @@ pub struct Summary {
     pub memory: BTreeMap<String, Memory>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Percentiles {
     pub count: u64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean: f64,
     pub p50: f64,
     pub p90: f64,
@@ -154,7 +170,7 @@ pub struct Percentiles {
     pub max: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Memory {
     pub peak_rss_mb: f64,
     pub limit_mb: u64,
@@ -207,6 +223,16 @@ impl Summary {
             memory,
         }
     }
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, read back as NaN.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+}
+
+fn nan_pair_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<[f64; 2], D::Error> {
+    let [a, b] = <[Option<f64>; 2]>::deserialize(deserializer)?;
+    Ok([a.unwrap_or(f64::NAN), b.unwrap_or(f64::NAN)])
 }
 
 /// The distribution-free 95 % confidence interval of the median of
