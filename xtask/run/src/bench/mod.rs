@@ -91,10 +91,7 @@ fn run_remote(pipeline: &Pipeline, global: &flags::Global, runs: usize) -> anyho
     let direct = Arc::new(Direct::new(pipeline)?);
     let load_before = load_average();
     target.deploy()?;
-    let within = pipeline.timeouts.settings.cold_start * 2;
-    for function in &pipeline.functions {
-        target.scale(&function.name, 0, within).with_context(|| format!("scale `{}` to 0 for the cold request", function.name))?;
-    }
+    crate::deploy::scale_all_to_zero(pipeline, target.as_ref())?;
     let (cold, warm, direct) = measure(pipeline, target.as_ref(), Cpu::Elsewhere, direct, &media.video, runs)?;
     let figures = Figures::new(&media.video, cold, warm, direct, [load_before, load_average()])?;
     let state_dir = global.state_dir.clone().unwrap_or_else(|| Path::new(".xtask").join(format!("bench-{name}")));

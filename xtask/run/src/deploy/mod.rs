@@ -114,6 +114,17 @@ pub fn secret_values(pipeline: &Pipeline, target: &str, dir: &std::path::Path) -
         .collect()
 }
 
+/// Scale every function of the pipeline to zero through `target` and wait
+/// until its replicas are gone: what a cold request needs first (bench,
+/// cold experiment regimes).
+pub fn scale_all_to_zero(pipeline: &Pipeline, target: &dyn Target) -> anyhow::Result<()> {
+    let within = pipeline.timeouts.settings.cold_start * 2;
+    for function in &pipeline.functions {
+        target.scale(&function.name, 0, within).with_context(|| format!("scale `{}` to zero for a cold start", function.name))?;
+    }
+    Ok(())
+}
+
 /// The endpoints of a target elsewhere: its gateway and store, and the
 /// store's credentials among the secret values.
 fn endpoints_with(pipeline: &Pipeline, gateway_url: String, store_url: String, values: &std::collections::BTreeMap<String, String>) -> Endpoints {

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use sha2::Digest as _;
 
-use crate::deploy::{self, Target};
+use crate::deploy;
 use crate::flags;
 use crate::pipeline::{Pattern, Pipeline, Regime, Start};
 use crate::verify;
@@ -77,7 +77,7 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Experimen
     for (group, members) in groups.iter().enumerate() {
         if context.cold {
             progress.set_message(format!("group {}/{}: scaling every function to zero", group + 1, groups.len()));
-            scale_to_zero(pipeline, target.as_ref())?;
+            deploy::scale_all_to_zero(pipeline, target.as_ref())?;
         }
         let group_start = members.first().map_or(Duration::ZERO, |(_, offset)| *offset);
         // Not before its scheduled time; later if the scale-down took longer.
@@ -185,14 +185,6 @@ fn groups(regime: &Regime, offsets: &[Duration]) -> Vec<Vec<(usize, Duration)>> 
         (Start::Cold, Pattern::Steady { .. }) => indexed.into_iter().map(|slot| vec![slot]).collect(),
         (Start::Cold, Pattern::Burst { size, .. }) => indexed.chunks(*size as usize).map(<[_]>::to_vec).collect(),
     }
-}
-
-fn scale_to_zero(pipeline: &Pipeline, target: &dyn Target) -> anyhow::Result<()> {
-    let within = pipeline.timeouts.settings.cold_start * 2;
-    for function in &pipeline.functions {
-        target.scale(&function.name, 0, within).with_context(|| format!("scale `{}` to zero for a cold start", function.name))?;
-    }
-    Ok(())
 }
 
 struct Context<'a> {
