@@ -234,16 +234,22 @@ pub fn one<'a>(inv: &'a Invocation, name: &str) -> Result<&'a str, StageError> {
         Some(Artifact::Many(_)) => {
             Err(StageError::bad_input("bad_input", format!("input `{name}` must be one URI, not a list")))
         }
+        Some(Artifact::Flag(_)) => {
+            Err(StageError::bad_input("bad_input", format!("input `{name}` must be one URI, not a flag")))
+        }
         None => Err(StageError::bad_input("missing_input", format!("input `{name}` is missing"))),
     }
 }
 
 /// The URIs of input `name` (one or many).
 pub fn many<'a>(inv: &'a Invocation, name: &str) -> Result<&'a [String], StageError> {
-    inv.inputs
-        .get(name)
-        .map(Artifact::uris)
-        .ok_or_else(|| StageError::bad_input("missing_input", format!("input `{name}` is missing")))
+    match inv.inputs.get(name) {
+        Some(Artifact::Flag(_)) => {
+            Err(StageError::bad_input("bad_input", format!("input `{name}` must be URIs, not a flag")))
+        }
+        Some(artifact) => Ok(artifact.uris()),
+        None => Err(StageError::bad_input("missing_input", format!("input `{name}` is missing"))),
+    }
 }
 
 /// Reap `pid`, returning its exit code (or the signal that killed it) and its peak RSS in KiB.

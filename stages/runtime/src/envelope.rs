@@ -5,19 +5,31 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// A named artifact: one object or a list of objects, as `s3://bucket/key` URIs.
+/// A named artifact: one object or a list of objects, as `s3://bucket/key`
+/// URIs, or a flag: a yes-or-no verdict small enough to travel in the answer
+/// itself, which a step of the DAG can be conditional on (`when:`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Artifact {
     One(String),
     Many(Vec<String>),
+    Flag(bool),
 }
 
 impl Artifact {
+    /// The objects it names: none for a flag.
     pub fn uris(&self) -> &[String] {
         match self {
             Artifact::One(uri) => std::slice::from_ref(uri),
             Artifact::Many(uris) => uris,
+            Artifact::Flag(_) => &[],
+        }
+    }
+
+    pub fn flag(&self) -> Option<bool> {
+        match self {
+            Artifact::Flag(value) => Some(*value),
+            _ => None,
         }
     }
 }
