@@ -56,6 +56,9 @@ pub enum Command {
     Logs(Logs),
     /// Send one request end to end and check every artifact it produced
     Verify(Verify),
+    /// Search a video: where are these words said, and what is seen then?
+    /// Prints the matching clips as a table (time range, words heard, objects seen)
+    Search(Search),
     /// Synthesize the deterministic test media (spoken sentences, a picture with faces)
     Media(Media),
     /// Fetch the detector model into the cache, checked against its pinned SHA-256
@@ -152,6 +155,18 @@ pub struct Verify {
     /// Write the request summary as JSON to this file
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Search {
+    /// The video to search
+    pub video: PathBuf,
+    /// The words to find: a word or a phrase (case, punctuation and
+    /// apostrophes do not count; a phrase matches as consecutive words)
+    pub query: String,
+    /// Print the answer document (`requests/<id>/result.json`) instead of the table
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,9 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
     match &xtask.command {
         flags::Command::Check(_) => {
             let pipeline = pipeline::load(&global.file)?;
+            for warning in &pipeline.warnings {
+                eprintln!("{warning}");
+            }
             println!(
                 "{}: pipeline `{}` ok ({} functions, {} DAG steps)",
                 global.file.display(),
@@ -68,6 +71,7 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         | flags::Command::Scale(_)
         | flags::Command::Logs(_)
         | flags::Command::Verify(_)
+        | flags::Command::Search(_)
         | flags::Command::Media(_)
         | flags::Command::Bench(_)
         | flags::Command::Experiment(_) => hand_over(),

@@ -10,6 +10,9 @@
 //!
 //! Every successful answer writes one object, `<function>.json`, listing the
 //! inputs it saw, and returns it as the output named after the function.
+//! `FAULT_ITEMS=N` adds the list `items` of N URIs to fan out over;
+//! `FAULT_FLAG=NAME:true`, `NAME:false` or `NAME:SCOPE,SCOPE` adds the flag
+//! `NAME`, true everywhere, nowhere, or only in the listed scopes.
 //! Not part of VideoSearcher: tests declare it in their pipeline files.
 
 use std::path::PathBuf;
@@ -88,6 +91,15 @@ impl Handler for Fault {
         // A list to fan out over, when asked to produce one.
         if let Some(n) = stage_runtime::var("FAULT_ITEMS").ok().flatten().and_then(|n| n.parse::<usize>().ok()) {
             outputs.insert("items".into(), Artifact::Many(vec![uri; n]));
+        }
+        if let Some(flag) = stage_runtime::var("FAULT_FLAG").map_err(anyhow::Error::from)? {
+            let (name, value) = flag.split_once(':').ok_or_else(|| anyhow::anyhow!("FAULT_FLAG={flag}: write NAME:VALUE"))?;
+            let value = match value {
+                "true" => true,
+                "false" => false,
+                scopes => inv.scope.as_deref().is_some_and(|scope| scopes.split(',').any(|s| s == scope)),
+            };
+            outputs.insert(name.to_string(), Artifact::Flag(value));
         }
         Ok(outputs)
     }

@@ -1,6 +1,7 @@
 //! orchestrator: runs the DAG declared in pipeline.yaml (received as
-//! `VS_PLAN`) for one request: the linear steps, then the fan-out, calling
-//! each function through the gateway. It knows no stage by name.
+//! `VS_PLAN`) for one request, a dataflow graph whose steps start as soon as
+//! what they need exists, calling each function through the gateway. It
+//! knows no stage by name.
 
 mod call;
 mod run;
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use stage_runtime::plan::Plan;
-use stage_runtime::{Artifact, Artifacts, Context, Handler, Invocation, StageError};
+use stage_runtime::{Artifacts, Context, Handler, Invocation, StageError};
 
 struct Orchestrator {
     plan: Plan,
@@ -28,7 +29,6 @@ fn main() -> ExitCode {
 
 impl Handler for Orchestrator {
     fn handle(&self, cx: &Context, inv: &Invocation) -> Result<Artifacts, StageError> {
-        let state_uri = cx.runtime().block_on(run::execute(&self.plan, &self.caller, cx, inv))?;
-        Ok(Artifacts::from([("state".to_string(), Artifact::One(state_uri))]))
+        cx.runtime().block_on(run::execute(&self.plan, &self.caller, cx, inv))
     }
 }

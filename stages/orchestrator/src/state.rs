@@ -23,10 +23,16 @@ pub struct State {
     pub started_at_ms: u64,
     pub updated_at_ms: u64,
     pub inputs: Artifacts,
-    /// Request-level artifacts once the linear steps are done.
+    /// The request's artifacts, once its graph is done.
     pub artifacts: Artifacts,
-    /// Fan-out items: scope → artifacts.
+    /// How many items the fan-out ran over, once it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fan_out_items: Option<usize>,
+    /// Fan-out items: scope → its own artifacts, as each finishes.
     pub items: BTreeMap<String, Artifacts>,
+    /// The request's answer, `requests/<id>/result.json`, once published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
     pub steps: Vec<StepRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<Failure>,
@@ -39,7 +45,13 @@ pub struct StepRecord {
     pub function: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// `succeeded`, `failed` or `skipped`.
     pub status: &'static str,
+    /// Why it was skipped (or why a successful answer was refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub started_at_ms: u64,
+    pub ended_at_ms: u64,
     pub attempts: Vec<Attempt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs: Option<Artifacts>,
@@ -57,6 +69,8 @@ pub struct Failure {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StageSummary {
     pub invocations: u32,
+    /// Steps of this function that did not run (zero calls, zero cost).
+    pub skipped: u32,
     pub cold_starts: u32,
     pub duration_ms_total: f64,
     pub duration_ms_max: f64,
@@ -86,7 +100,9 @@ impl StateDoc {
             updated_at_ms: now,
             inputs: inputs.clone(),
             artifacts: Artifacts::new(),
+            fan_out_items: None,
             items: BTreeMap::new(),
+            result: None,
             steps: Vec::new(),
             error: None,
             summary: BTreeMap::new(),
@@ -108,10 +124,15 @@ impl StateDoc {
         state.updated_at_ms = now_ms();
     }
 
-    /// Record a finished step and fold its attempts into the summary.
+    pub fn read<T>(&self, look: impl FnOnce(&State) -> T) -> T {
+        look(&self.state.lock().unwrap())
+    }
+
+    /// Record a finished or skipped step and fold its attempts into the summary.
     pub fn record(&self, record: StepRecord) {
         self.update(|state| {
             let summary = state.summary.entry(record.function.clone()).or_default();
+            summary.skipped += (record.status == "skipped") as u32;
             for metrics in record.attempts.iter().filter_map(|a| a.metrics.as_ref()) {
                 summary.invocations += 1;
                 summary.cold_starts += metrics.cold_start as u32;
@@ -137,6 +158,6 @@ impl StateDoc {
     }
 }
 
-fn now_ms() -> u64 {
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

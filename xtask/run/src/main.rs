@@ -9,6 +9,7 @@ mod experiment;
 mod local;
 mod media;
 mod openfaas;
+mod search;
 mod verify;
 
 use std::process::ExitCode;
@@ -57,6 +58,12 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             let target = deploy::open(&pipeline, global)?;
             let passed = verify::run(&pipeline, target.as_ref(), verify)?;
             Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        flags::Command::Search(search) => {
+            let pipeline = pipeline::load(&global.file)?;
+            let target = deploy::open(&pipeline, global)?;
+            search::run(&pipeline, target.as_ref(), search)?;
+            Ok(ExitCode::SUCCESS)
         }
         flags::Command::Media(media) => {
             let set = media::synthesize(&media.out)?;

@@ -44,7 +44,7 @@ pub fn run(pipeline: &Pipeline, target: &dyn Target, flags: &flags::Verify) -> a
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(Duration::from_millis(120));
     let request_id = format!("verify-{}", uuid::Uuid::new_v4().simple());
-    let outcome = rt.block_on(send(pipeline, &endpoints.gateway_url, &store, &input, request_id, &progress));
+    let outcome = rt.block_on(send(pipeline, &endpoints.gateway_url, &store, &input, None, request_id, &progress));
     progress.finish_and_clear();
     let outcome = outcome?;
     println!(
@@ -138,13 +138,20 @@ pub(crate) async fn send(
     gateway: &str,
     store: &Store,
     input: &Path,
+    query: Option<&str>,
     request_id: String,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Outcome> {
     let file_name = input.file_name().and_then(|n| n.to_str()).unwrap_or("input.mp4").replace(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_'), "_");
     let key = format!("requests/{request_id}/input/{file_name}");
     let (uri, _) = store.upload(input, &key).await.with_context(|| format!("upload {}", input.display()))?;
-    let inv = Invocation { request_id: request_id.clone(), scope: None, inputs: Artifacts::from([("video".into(), Artifact::One(uri))]) };
+    let mut inputs = Artifacts::from([("video".into(), Artifact::One(uri))]);
+    if let Some(query) = query {
+        let key = format!("requests/{request_id}/input/query.json");
+        let document = serde_json::to_vec(&serde_json::json!({ "query": query }))?;
+        inputs.insert("query".into(), Artifact::One(store.put_bytes(&key, document.into()).await?));
+    }
+    let inv = Invocation { request_id: request_id.clone(), scope: None, inputs };
 
     progress.set_message(format!("request {request_id}: sent"));
     let entry = &pipeline.dag.entry;

@@ -28,13 +28,21 @@ pub struct Diagnostic {
     /// The text of line `line`, without its newline.
     pub source_line: String,
     pub help: Option<String>,
+    /// A warning does not stop the command; it is printed as `warning:`.
+    pub warning: bool,
+}
+
+impl Diagnostic {
+    pub fn into_warning(self) -> Diagnostic {
+        Diagnostic { warning: true, ..self }
+    }
 }
 
 impl std::error::Error for Diagnostic {}
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}", self.message)?;
+        write!(f, "{}: {}", if self.warning { "warning" } else { "error" }, self.message)?;
         if self.line == 0 {
             write!(f, "\n  --> {}", self.path.display())?;
         } else {
@@ -104,6 +112,7 @@ impl Source {
             width,
             source_line,
             help,
+            warning: false,
         }
     }
 
@@ -149,6 +158,7 @@ pub fn error_in_file(path: &Path, message: impl Into<String>, help: Option<Strin
         width: 0,
         source_line: String::new(),
         help,
+        warning: false,
     }
 }
 
@@ -174,6 +184,7 @@ mod tests {
             width: 3,
             source_line: "  ack_wait: 30m".into(),
             help: Some("raise it to >= 1h 30m 33s".into()),
+            warning: false,
         };
         assert_eq!(
             diag.to_string(),

@@ -31,6 +31,8 @@ pub struct Pipeline {
     pub build: Option<Build>,
     /// Experiment regimes by name, in file order.
     pub experiments: IndexMap<String, Regime>,
+    /// What `check` found worth saying that is not an error (artifacts nothing uses).
+    pub warnings: Vec<super::Diagnostic>,
     /// Absolute folder of the pipeline file; relative paths in it are relative to this.
     pub dir: PathBuf,
     /// The file's text and positions, to point later errors into it.
@@ -397,15 +399,44 @@ pub struct Scale {
     pub max: u32,
 }
 
-/// What the entry function (the orchestrator) runs for a request.
+/// What the entry function (the orchestrator) runs for a request: a
+/// dataflow graph. Each step names the artifacts it needs and produces, and
+/// runs as soon as its needs exist; steps that do not depend on each other
+/// run at the same time.
 #[derive(Debug, Clone)]
 pub struct Dag {
     /// The function that receives requests and drives the steps.
     pub entry: String,
-    /// Steps run one after the other over the whole request.
-    pub steps: Vec<String>,
+    /// What a request brings, in declaration order.
+    pub inputs: Vec<Input>,
+    /// The steps over the whole request (the fan-out is one more node among them).
+    pub steps: Vec<Step>,
     pub fan_out: Option<FanOut>,
+    /// The artifact published as the request's answer, `requests/<id>/result.json`.
+    pub result: Option<String>,
     pub retry: Retry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub name: String,
+    /// A request without it is refused; an optional input that is absent
+    /// makes the steps that need it skip.
+    pub required: bool,
+}
+
+/// One call of a function in the DAG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub function: String,
+    /// The artifacts it is given; it runs once they exist, and is skipped
+    /// when one of them will not (its producer was skipped).
+    pub needs: Vec<String>,
+    /// The artifacts its answer carries.
+    pub produces: Vec<String>,
+    /// A flag artifact: the step is skipped when it is false. A flag that no
+    /// step produced (its producer was skipped) does not stop it.
+    pub when: Option<String>,
 }
 
 /// Steps run for every item of an artifact, `max_parallel` items at a time.
@@ -415,11 +446,14 @@ pub struct FanOut {
     pub over: String,
     /// The artifact name each item is passed to the steps under (e.g. `clip`).
     pub item: String,
+    /// The artifact the fan-out produces once every item is done: a document
+    /// listing each item's artifacts and skipped steps, in item order.
+    pub collect: Option<String>,
     pub max_parallel: usize,
     /// The most items a request may have: the request's budget covers this
     /// many, and the orchestrator refuses more.
     pub max_items: usize,
-    pub steps: Vec<String>,
+    pub steps: Vec<Step>,
 }
 
 #[derive(Debug, Clone)]
@@ -440,10 +474,19 @@ impl Dag {
                 .map_or(0, |fan_out| fan_out.steps.len())
     }
 
-    /// Every step name: the linear ones, then the fanned-out ones.
+    /// Every step's function: the request's, then the fanned-out ones.
     pub fn all_steps(&self) -> impl Iterator<Item = &str> {
-        let fanned = self.fan_out.iter().flat_map(|fan_out| fan_out.steps.iter());
-        self.steps.iter().chain(fanned).map(String::as_str)
+        self.request_steps().chain(self.fanned_steps())
+    }
+
+    /// The functions of the steps over the whole request.
+    pub fn request_steps(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|step| step.function.as_str())
+    }
+
+    /// The functions of the fanned-out steps.
+    pub fn fanned_steps(&self) -> impl Iterator<Item = &str> {
+        self.fan_out.iter().flat_map(|fan_out| fan_out.steps.iter()).map(|step| step.function.as_str())
     }
 }
 
@@ -640,7 +683,7 @@ mod tests {
         let orchestrator = pipeline.function("orchestrator").unwrap();
         assert_eq!(orchestrator.memory_mb, 128);
         assert_eq!(orchestrator.cpu, 0.5);
-        assert_eq!(orchestrator.timeout, Duration::from_secs(90 * 60));
+        assert_eq!(orchestrator.timeout, Duration::from_secs(100 * 60));
         assert_eq!(
             orchestrator.source,
             dir.path()
@@ -652,7 +695,7 @@ mod tests {
             pipeline.function("detect-objects").unwrap().env["RUST_LOG"],
             "info"
         );
-        assert_eq!(pipeline.dag.step_count(), 7);
+        assert_eq!(pipeline.dag.step_count(), 9);
         assert_eq!(pipeline.dag.retry.backoff, Duration::from_millis(500));
         assert!(pipeline.function("nope").is_none());
     }

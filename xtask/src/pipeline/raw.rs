@@ -222,9 +222,66 @@ pub struct RawScale {
 #[serde(deny_unknown_fields)]
 pub struct RawDag {
     pub entry: String,
-    pub steps: Vec<String>,
+    /// What a request brings, by name: `required` or `optional`.
+    #[serde(default)]
+    pub inputs: IndexMap<String, RawInput>,
+    pub steps: Vec<RawStep>,
     pub fan_out: Option<RawFanOut>,
+    #[serde(default)]
+    pub result: Option<String>,
     pub retry: RawRetry,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawInput {
+    Required,
+    Optional,
+}
+
+/// A step: a mapping (`function`, `needs`, `produces`, `when`), or, in files
+/// written before the DAG was a dataflow graph, a bare function name, which
+/// `check` answers with how to migrate.
+#[derive(Debug)]
+pub enum RawStep {
+    Name(String),
+    Step(RawStepFields),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStepFields {
+    pub function: String,
+    #[serde(default)]
+    pub needs: Vec<String>,
+    #[serde(default)]
+    pub produces: Vec<String>,
+    #[serde(default)]
+    pub when: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawStep {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawStep, D::Error> {
+        struct StepVisitor;
+
+        impl<'de> Visitor<'de> for StepVisitor {
+            type Value = RawStep;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a step: `{ function: NAME, needs: [...], produces: [...] }`")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<RawStep, E> {
+                Ok(RawStep::Name(value.to_string()))
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<RawStep, A::Error> {
+                RawStepFields::deserialize(de::value::MapAccessDeserializer::new(map)).map(RawStep::Step)
+            }
+        }
+
+        deserializer.deserialize_any(StepVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,9 +289,12 @@ pub struct RawDag {
 pub struct RawFanOut {
     pub over: String,
     pub item: String,
+    /// The artifact the fan-out produces: every item's artifacts, in order.
+    #[serde(default)]
+    pub collect: Option<String>,
     pub max_parallel: usize,
     pub max_items: usize,
-    pub steps: Vec<String>,
+    pub steps: Vec<RawStep>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,7 +26,7 @@
 
 use std::time::Duration;
 
-use super::{Dag, Function};
+use super::{Dag, Function, Step};
 
 /// A duration as people read it: `1h 30m`, `93s`, `4m 40s 500ms`.
 fn d(duration: Duration) -> String {
@@ -110,16 +110,109 @@ pub struct Timeouts {
     pub entry: String,
 }
 
-/// What the entry may spend on one request, step by step.
+/// What the entry may spend on one request: its longest chain of steps
+/// (steps that do not need each other run at the same time), each step to
+/// every attempt's deadline with the backoffs.
 #[derive(Debug, Clone)]
 pub struct RequestBudget {
-    /// Per step: its worst case with every attempt and backoff.
+    /// The chain, step by step, each with its worst case; fanned-out steps
+    /// once (they count `waves` times).
     pub steps: Vec<(String, Duration)>,
-    /// Fanned-out steps run this many times one after the other
-    /// (`max_items` ÷ `max_parallel`, rounded up); 0 without a fan-out.
+    /// The fanned-out chain runs this many times one after the other
+    /// (`max_items` ÷ `max_parallel`, rounded up); 0 when the chain has no
+    /// fanned-out step.
     pub waves: u32,
-    /// Linear steps once, plus the fanned-out steps `waves` times.
+    /// The request's steps of the chain once, its fanned-out steps `waves` times.
     pub total: Duration,
+}
+
+impl RequestBudget {
+    /// The longest chain of `dag` by `budget`. The DAG is acyclic (checked
+    /// before); the fan-out is one node of the request's graph, whose cost
+    /// is its own longest chain `waves` times.
+    fn longest_chain(dag: &Dag, budget: &dyn Fn(&Step) -> Duration) -> RequestBudget {
+        let waves = dag.fan_out.as_ref().map_or(0, |fan| fan.max_items.div_ceil(fan.max_parallel.max(1)) as u32);
+        let inner = dag.fan_out.as_ref().map(|fan| chain(&fan.steps, budget, None)).unwrap_or_default();
+        let fan_node = dag.fan_out.as_ref().map(|fan| {
+            let mut needs: Vec<String> = vec![fan.over.clone()];
+            needs.extend(fan.steps.iter().flat_map(|step| step.needs.iter().chain(&step.when)).cloned());
+            FanNode { needs, produces: fan.collect.iter().cloned().collect(), cost: inner.1 * waves }
+        });
+        let (steps, total) = chain(&dag.steps, budget, fan_node.as_ref());
+        let mut expanded = Vec::new();
+        let mut fanned = false;
+        for (name, cost) in steps {
+            if name.is_empty() {
+                expanded.extend(inner.0.iter().cloned());
+                fanned = true;
+            } else {
+                expanded.push((name, cost));
+            }
+        }
+        RequestBudget { steps: expanded, waves: if fanned { waves } else { 0 }, total }
+    }
+}
+
+/// The fan-out as a node of the request's graph.
+struct FanNode {
+    needs: Vec<String>,
+    produces: Vec<String>,
+    cost: Duration,
+}
+
+/// The longest chain through `steps` (and the fan-out node, listed with an
+/// empty name): its steps in order, and its cost.
+fn chain(steps: &[Step], budget: &dyn Fn(&Step) -> Duration, fan: Option<&FanNode>) -> (Vec<(String, Duration)>, Duration) {
+    // Nodes: the steps, then the fan-out.
+    let mut nodes: Vec<(String, &[String], Vec<&String>, Duration)> =
+        steps.iter().map(|step| (step.function.clone(), step.produces.as_slice(), step.needs.iter().chain(&step.when).collect(), budget(step))).collect();
+    if let Some(fan) = fan {
+        nodes.push((String::new(), fan.produces.as_slice(), fan.needs.iter().collect(), fan.cost));
+    }
+    let producer = |name: &String| nodes.iter().position(|(_, produces, _, _)| produces.contains(name));
+    let mut finish: Vec<Option<(Duration, Option<usize>)>> = vec![None; nodes.len()];
+    fn settle(
+        node: usize,
+        nodes: &[(String, &[String], Vec<&String>, Duration)],
+        producer: &dyn Fn(&String) -> Option<usize>,
+        finish: &mut Vec<Option<(Duration, Option<usize>)>>,
+        depth: usize,
+    ) -> Duration {
+        if let Some((end, _)) = finish[node] {
+            return end;
+        }
+        let mut before: (Duration, Option<usize>) = (Duration::ZERO, None);
+        // The DAG is checked acyclic first; the depth bound only keeps a
+        // cycle in a hand-built model from recursing forever.
+        if depth <= nodes.len() {
+            for need in &nodes[node].2 {
+                if let Some(p) = producer(need).filter(|p| *p != node) {
+                    let end = settle(p, nodes, producer, finish, depth + 1);
+                    if end > before.0 {
+                        before = (end, Some(p));
+                    }
+                }
+            }
+        }
+        let end = before.0 + nodes[node].3;
+        finish[node] = Some((end, before.1));
+        end
+    }
+    for node in 0..nodes.len() {
+        settle(node, &nodes, &producer, &mut finish, 0);
+    }
+    let Some(last) = (0..nodes.len()).max_by_key(|&node| finish[node].map(|(end, _)| end)) else {
+        return (Vec::new(), Duration::ZERO);
+    };
+    let total = finish[last].map_or(Duration::ZERO, |(end, _)| end);
+    let mut path = Vec::new();
+    let mut at = Some(last);
+    while let Some(node) = at {
+        path.push((nodes[node].0.clone(), nodes[node].3));
+        at = finish[node].and_then(|(_, before)| before);
+    }
+    path.reverse();
+    (path, total)
 }
 
 impl Settings {
@@ -156,20 +249,8 @@ impl Timeouts {
         let ack_wait = settings.ack_wait.unwrap_or(longest_call + settings.margin);
         let client = settings.client.unwrap_or(gateway.write + settings.margin);
         let exec = |name: &str| functions.iter().find(|f| f.name == name).map_or(Duration::ZERO, |f| f.timeout);
-        let budget = |name: &str| (name.to_string(), settings.step_budget(exec(name), dag.retry.attempts, dag.retry.backoff));
-        let mut steps: Vec<(String, Duration)> = dag.steps.iter().map(|s| budget(s)).collect();
-        let linear: Duration = steps.iter().map(|(_, d)| *d).sum();
-        let (waves, fanned) = match &dag.fan_out {
-            Some(fan_out) => {
-                let waves = fan_out.max_items.div_ceil(fan_out.max_parallel.max(1)) as u32;
-                let fanned: Vec<(String, Duration)> = fan_out.steps.iter().map(|s| budget(s)).collect();
-                let per_item: Duration = fanned.iter().map(|(_, d)| *d).sum();
-                steps.extend(fanned);
-                (waves, per_item * waves)
-            }
-            None => (0, Duration::ZERO),
-        };
-        let request = RequestBudget { steps, waves, total: linear + fanned };
+        let budget = |step: &Step| settings.step_budget(exec(&step.function), dag.retry.attempts, dag.retry.backoff);
+        let request = RequestBudget::longest_chain(dag, &budget);
         Timeouts { settings, calls, gateway, ack_wait, client, request, entry: dag.entry.clone() }
     }
 
@@ -238,7 +319,7 @@ impl Timeouts {
                 let terms: Vec<String> = self.request.steps.iter().map(|(name, budget)| format!("{name} {}", d(*budget))).collect();
                 let waves = match self.request.waves {
                     0 => String::new(),
-                    n => format!(", the fanned-out steps {n} times (max_items / max_parallel)"),
+                    n => format!(", its fanned-out steps {n} times (max_items / max_parallel)"),
                 };
                 found.push(Violation {
                     rule: "orchestrator deadlines <= its exec timeout",
@@ -248,7 +329,7 @@ impl Timeouts {
                         self.entry, d(entry.exec), d(self.request.total)
                     ),
                     help: format!(
-                        "each step's worst case is its attempts to their deadlines plus the backoffs: {}{waves}; raise its timeout to >= {}, or lower the steps' timeouts, `dag.retry.attempts` or `dag.fan_out.max_items`",
+                        "the worst case is the longest chain of steps, each to every attempt's deadline plus the backoffs: {}{waves}; raise its timeout to >= {}, or lower the steps' timeouts, `dag.retry.attempts` or `dag.fan_out.max_items`",
                         terms.join(", "), d(needed)
                     ),
                 });
@@ -297,7 +378,7 @@ impl Timeouts {
             0 => String::new(),
             n => format!(", fanned-out steps x{n}"),
         };
-        let _ = writeln!(out, "request budget (every attempt and backoff{waves}): {}", d(self.request.total));
+        let _ = writeln!(out, "request budget (longest chain, every attempt and backoff{waves}): {}", d(self.request.total));
         for (name, budget) in &self.request.steps {
             let _ = writeln!(out, "  {name:<16} {:>14}", d(*budget));
         }

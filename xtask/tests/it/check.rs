@@ -76,6 +76,15 @@ impl Fixture {
 
     /// Assert that `check` fails with exit code 2, nothing on stdout and
     /// `expected` on stderr (the temp folder written as `$DIR`).
+    /// `check` passes, saying `expected` on stderr.
+    fn warns(&self, expected: Expect) {
+        let output = self.check();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        expected.assert_eq(&stderr);
+        assert_eq!(output.status.code(), Some(0), "exit code; stderr:\n{stderr}");
+        assert!(String::from_utf8_lossy(&output.stdout).ends_with("ok (10 functions, 9 DAG steps)\n"));
+    }
+
     fn fails(&self, expected: Expect) {
         let output = self.check();
         let stderr = String::from_utf8(output.stderr).unwrap();
@@ -100,7 +109,7 @@ fn good_pipeline_passes() {
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        "pipeline.yaml: pipeline `video-searcher` ok (8 functions, 7 DAG steps)\n"
+        "pipeline.yaml: pipeline `video-searcher` ok (10 functions, 9 DAG steps)\n"
     );
     assert_eq!(output.status.code(), Some(0));
 }
@@ -134,18 +143,18 @@ fn missing_file_is_an_error_with_its_cause() {
 
 #[test]
 fn bad_yaml_points_at_unclosed_list() {
-    Fixture::good().replace("cut-clips]", "cut-clips").fails(expect![[r#"
+    Fixture::good().replace("produces: [clips] }", "produces: [clips }").fails(expect![[r#"
         error: invalid YAML: did not find expected ',' or ']'
-           --> pipeline.yaml:205:10
-        205 |   fan_out:
-            |          ^
-        help: while parsing a flow sequence that starts at 204:10: check its indentation and that its brackets and quotes are closed
+           --> pipeline.yaml:242:73
+        242 |     - { function: cut-clips, needs: [video, segments], produces: [clips }
+            |                                                                         ^
+        help: while parsing a flow sequence that starts at 242:66: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
 #[test]
 fn tab_indentation_is_bad_yaml() {
-    Fixture::good().replace("    cpu: 0.5\n", "\tcpu: 0.5\n").fails(expect![[r#"
+    Fixture::good().replace_after("source: stages/orchestrator", "    cpu: 0.5\n", "\tcpu: 0.5\n").fails(expect![[r#"
         error: invalid YAML: found a tab character that violates indentation
            --> pipeline.yaml:125:1
         125 |  cpu: 0.5
@@ -183,7 +192,7 @@ fn unknown_key_without_close_match_lists_allowed_keys() {
 #[test]
 fn missing_key_points_at_its_mapping() {
     Fixture::good()
-        .replace("    cpu: 0.5\n", "")
+        .replace_after("source: stages/orchestrator", "    cpu: 0.5\n", "")
         .fails(expect![[r#"
             error: `functions.orchestrator` is missing `cpu`
                --> pipeline.yaml:122:3
@@ -381,7 +390,7 @@ fn duplicate_function_points_at_second_declaration() {
 #[test]
 fn duplicate_key_points_at_second_one() {
     Fixture::good()
-        .replace("    cpu: 0.5\n", "    cpu: 0.5\n    cpu: 1\n")
+        .replace_after("source: stages/orchestrator", "    cpu: 0.5\n", "    cpu: 0.5\n    cpu: 1\n")
         .fails(expect![[r#"
             error: key `cpu` appears twice in `functions.orchestrator`
                --> pipeline.yaml:126:5
@@ -397,8 +406,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:229:1
-        229 | ---
+           --> pipeline.yaml:277:1
+        277 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -406,12 +415,12 @@ fn second_yaml_document_is_rejected() {
 
 #[test]
 fn unknown_step_suggests_declared_function() {
-    Fixture::good().replace("cut-clips]", "cut-clip]").fails(expect![[r#"
+    Fixture::good().replace("function: cut-clips,", "function: cut-clip,").fails(expect![[r#"
         error: unknown function `cut-clip` in `dag.steps`
-           --> pipeline.yaml:204:41
-        204 |   steps: [extract-audio, detect-speech, cut-clip]
-            |                                         ^^^^^^^^
-        help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
+           --> pipeline.yaml:242:19
+        242 |     - { function: cut-clip, needs: [video, segments], produces: [clips] }
+            |                   ^^^^^^^^
+        help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`, `match-transcript`, `answer`
     "#]]);
 }
 
@@ -419,52 +428,49 @@ fn unknown_step_suggests_declared_function() {
 fn unknown_entry_suggests_declared_function() {
     Fixture::good().replace("entry: orchestrator", "entry: orchestrater").fails(expect![[r#"
         error: unknown function `orchestrater` in `dag.entry`
-           --> pipeline.yaml:203:10
-        203 |   entry: orchestrater
+           --> pipeline.yaml:234:10
+        234 |   entry: orchestrater
             |          ^^^^^^^^^^^^
-        help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`
+        help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`, `match-transcript`, `answer`
     "#]]);
 }
 
 #[test]
-fn dag_cycle_points_at_second_use() {
+fn function_used_twice_points_at_second_use() {
     Fixture::good()
-        .replace("[compress-clip, transcribe,", "[compress-clip, transcribe, cut-clips,")
+        .replace("- { function: detect-objects, needs: [frames]", "- { function: cut-clips, needs: [frames]")
         .fails(expect![[r#"
-            error: function `cut-clips` appears twice in the DAG (a cycle)
-               --> pipeline.yaml:210:40
-            210 |     steps: [compress-clip, transcribe, cut-clips, sample-frames, detect-objects]
-                |                                        ^^^^^^^^^
-            help: a function is one step: remove this use, or declare another function (the first use is `dag.steps[2]`, line 204)
+            error: function `cut-clips` is two steps of the DAG
+               --> pipeline.yaml:257:21
+            257 |       - { function: cut-clips, needs: [frames], produces: [detections] }
+                |                     ^^^^^^^^^
+            help: a function is one step: remove this one, or declare another function (the first is `dag.steps[2].function`, line 242)
         "#]]);
 }
 
 #[test]
 fn entry_listed_as_step_is_a_cycle() {
     Fixture::good()
-        .replace(
-            "steps: [extract-audio,",
-            "steps: [orchestrator, extract-audio,",
-        )
+        .replace("- { function: extract-audio,", "- { function: orchestrator,")
         .fails(expect![[r#"
             error: the entry `orchestrator` is also a step: the DAG would call itself (a cycle)
-               --> pipeline.yaml:204:11
-            204 |   steps: [orchestrator, extract-audio, detect-speech, cut-clips]
-                |           ^^^^^^^^^^^^
-            help: remove `orchestrator` here: the entry runs the steps and is not one of them
+               --> pipeline.yaml:240:19
+            240 |     - { function: orchestrator, needs: [video], produces: [audio] }
+                |                   ^^^^^^^^^^^^
+            help: remove this step: the entry runs the steps and is not one of them
         "#]]);
 }
 
 #[test]
 fn function_outside_dag_is_rejected() {
     Fixture::good()
-        .replace("[compress-clip, transcribe,", "[compress-clip,")
+        .replace("      - { function: detect-objects, needs: [frames], produces: [detections] }\n", "")
         .fails(expect![[r#"
-            error: function `transcribe` is not in the DAG
-               --> pipeline.yaml:162:3
-            162 |   transcribe:
-                |   ^^^^^^^^^^
-            help: add it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`
+            error: function `detect-objects` is not in the DAG
+               --> pipeline.yaml:180:3
+            180 |   detect-objects:
+                |   ^^^^^^^^^^^^^^
+            help: add a step that calls it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`
         "#]]);
 }
 
@@ -513,7 +519,7 @@ fn missing_source_folder_points_at_source() {
 #[test]
 fn memory_above_64gi_is_rejected() {
     Fixture::good()
-        .replace("memory: 128Mi", "memory: 65Gi")
+        .replace_after("source: stages/orchestrator", "memory: 128Mi", "memory: 65Gi")
         .fails(expect![[r#"
             error: function `orchestrator` memory 65Gi exceeds the 64Gi limit
                --> pipeline.yaml:124:13
@@ -526,7 +532,7 @@ fn memory_above_64gi_is_rejected() {
 #[test]
 fn zero_memory_is_rejected() {
     Fixture::good()
-        .replace("memory: 128Mi", "memory: 0Mi")
+        .replace_after("source: stages/orchestrator", "memory: 128Mi", "memory: 0Mi")
         .fails(expect![[r#"
             error: function `orchestrator` memory is 0
                --> pipeline.yaml:124:13
@@ -539,7 +545,7 @@ fn zero_memory_is_rejected() {
 #[test]
 fn memory_with_unknown_unit_is_rejected() {
     Fixture::good()
-        .replace("memory: 128Mi", "memory: 128MB")
+        .replace_after("source: stages/orchestrator", "memory: 128Mi", "memory: 128MB")
         .fails(expect![[r#"
             error: function `orchestrator` memory `128MB` has an unknown unit `MB`
                --> pipeline.yaml:124:13
@@ -552,7 +558,7 @@ fn memory_with_unknown_unit_is_rejected() {
 #[test]
 fn cpu_must_be_above_zero() {
     Fixture::good()
-        .replace("cpu: 0.5", "cpu: 0m")
+        .replace_after("source: stages/orchestrator", "cpu: 0.5", "cpu: 0m")
         .fails(expect![[r#"
             error: function `orchestrator` cpu 0m is not above 0
                --> pipeline.yaml:125:10
@@ -611,11 +617,11 @@ fn timeout_rule_exec_within_gateway_upstream() {
     Fixture::good()
         .replace(GATEWAY_PIN, "  gateway: { upstream: 600s, read: 610s, write: 610s }\n")
         .fails(expect![[r#"
-            error: function `orchestrator` runs up to 1h 30m and answers by 1h 30m 2s, but the gateway waits only 10m for it (timeouts.gateway.upstream)
+            error: function `orchestrator` runs up to 1h 40m and answers by 1h 40m 2s, but the gateway waits only 10m for it (timeouts.gateway.upstream)
                --> pipeline.yaml:126:14
-            126 |     timeout: 90m
-                |              ^^^
-            help: lower this timeout to <= 9m 58s, or raise the gateway's upstream timeout to >= 1h 30m 2s (rule: exec <= gateway upstream)
+            126 |     timeout: 100m
+                |              ^^^^
+            help: lower this timeout to <= 9m 58s, or raise the gateway's upstream timeout to >= 1h 40m 2s (rule: exec <= gateway upstream)
         "#]]);
 }
 
@@ -635,33 +641,33 @@ fn timeout_rule_gateway_upstream_before_read_and_write() {
 #[test]
 fn timeout_rule_ack_wait_outlasts_the_longest_async_run() {
     Fixture::good().replace(ACK_WAIT_PIN, "  ack_wait: 30m\n").fails(expect![[r#"
-        error: the queue worker's ack_wait 30m is not longer than the longest call 1h 30m 32s: it would redeliver an asynchronous request still running
+        error: the queue worker's ack_wait 30m is not longer than the longest call 1h 40m 32s: it would redeliver an asynchronous request still running
           --> pipeline.yaml:18:13
         18 |   ack_wait: 30m
            |             ^^^
-        help: raise it to >= 1h 30m 33s (rule: ack_wait > longest async run)
+        help: raise it to >= 1h 40m 33s (rule: ack_wait > longest async run)
     "#]]);
 }
 
 #[test]
 fn timeout_rule_entry_covers_the_request_budget() {
-    Fixture::good().replace("timeout: 90m", "timeout: 60m").fails(expect![[r#"
-        error: entry `orchestrator` timeout 1h is shorter than the worst case of the steps it waits for (1h 22m 7s 500ms)
+    Fixture::good().replace("timeout: 100m", "timeout: 60m").fails(expect![[r#"
+        error: entry `orchestrator` timeout 1h is shorter than the worst case of the steps it waits for (1h 30m 49s 500ms)
            --> pipeline.yaml:126:14
         126 |     timeout: 60m
             |              ^^^
-        help: each step's worst case is its attempts to their deadlines plus the backoffs: extract-audio 4m 40s 500ms, detect-speech 4m 40s 500ms, cut-clips 7m 40s 500ms, compress-clip 4m 40s 500ms, transcribe 7m 40s 500ms, sample-frames 3m 10s 500ms, detect-objects 6m 10s 500ms, the fanned-out steps 3 times (max_items / max_parallel); raise its timeout to >= 1h 22m 8s 500ms, or lower the steps' timeouts, `dag.retry.attempts` or `dag.fan_out.max_items` (rule: orchestrator deadlines <= its exec timeout)
+        help: the worst case is the longest chain of steps, each to every attempt's deadline plus the backoffs: extract-audio 4m 40s 500ms, detect-speech 4m 40s 500ms, cut-clips 7m 40s 500ms, compress-clip 4m 40s 500ms, transcribe 7m 40s 500ms, match-transcript 2m 10s 500ms, sample-frames 3m 10s 500ms, detect-objects 6m 10s 500ms, answer 2m 10s 500ms, its fanned-out steps 3 times (max_items / max_parallel); raise its timeout to >= 1h 30m 50s 500ms, or lower the steps' timeouts, `dag.retry.attempts` or `dag.fan_out.max_items` (rule: orchestrator deadlines <= its exec timeout)
     "#]]);
 }
 
 #[test]
 fn timeout_rule_client_outlasts_the_gateway() {
     Fixture::good().replace(ACK_WAIT_PIN, "  client: 1h\n").fails(expect![[r#"
-        error: the client's timeout 1h ends before the gateway's write timeout 1h 30m 33s plus the margin 1s
+        error: the client's timeout 1h ends before the gateway's write timeout 1h 40m 33s plus the margin 1s
           --> pipeline.yaml:18:11
         18 |   client: 1h
            |           ^^
-        help: raise it to >= 1h 30m 34s (rule: client > gateway)
+        help: raise it to >= 1h 40m 34s (rule: client > gateway)
     "#]]);
 }
 
@@ -669,8 +675,8 @@ fn timeout_rule_client_outlasts_the_gateway() {
 fn fan_out_max_items_zero_is_rejected() {
     Fixture::good().replace("max_items: 10", "max_items: 0").fails(expect![[r#"
         error: `dag.fan_out.max_items` is 0: every request with an item would be refused
-           --> pipeline.yaml:209:16
-        209 |     max_items: 0
+           --> pipeline.yaml:249:16
+        249 |     max_items: 0
             |                ^
         help: give the most items a request may have, like `10`: the request's budget covers that many
     "#]]);
@@ -682,8 +688,8 @@ fn duration_without_unit_is_rejected() {
         .replace("backoff: 500ms", "backoff: 500")
         .fails(expect![[r#"
             error: duration `500` at `dag.retry.backoff` has no unit
-               --> pipeline.yaml:213:14
-            213 |     backoff: 500
+               --> pipeline.yaml:261:14
+            261 |     backoff: 500
                 |              ^^^
             help: write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`
         "#]]);
@@ -695,8 +701,8 @@ fn fan_out_max_parallel_zero_is_rejected() {
         .replace("max_parallel: 4", "max_parallel: 0")
         .fails(expect![[r#"
             error: `dag.fan_out.max_parallel` is 0: no item would run
-               --> pipeline.yaml:208:19
-            208 |     max_parallel: 0
+               --> pipeline.yaml:248:19
+            248 |     max_parallel: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -708,8 +714,8 @@ fn retry_attempts_zero_is_rejected() {
         .replace("attempts: 3", "attempts: 0")
         .fails(expect![[r#"
             error: `dag.retry.attempts` is 0: no step would ever run
-               --> pipeline.yaml:212:15
-            212 |     attempts: 0
+               --> pipeline.yaml:260:15
+            260 |     attempts: 0
                 |               ^
             help: use 1 for no retries, or more
         "#]]);
@@ -814,11 +820,11 @@ fn fan_out_item_must_differ_from_its_list() {
     Fixture::good()
         .replace("item: clip", "item: clips")
         .fails(expect![[r#"
-            error: `dag.fan_out.item` `clips` is not a usable artifact name
-               --> pipeline.yaml:207:11
-            207 |     item: clips
+            error: artifact `clips` has two producers: `cut-clips` and the fan-out (one item of `clips`)
+               --> pipeline.yaml:246:11
+            246 |     item: clips
                 |           ^^^^^
-            help: name one item of `clips` in lowercase, other than the list, like `clip`
+            help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[2].produces[0]`, line 242)
         "#]]);
 }
 
@@ -878,8 +884,8 @@ fn cold_regime_with_a_warmup_is_rejected() {
         .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }")
         .fails(expect![[r#"
             error: regime `cold-steady` is cold, but warms its functions up first
-               --> pipeline.yaml:227:81
-            227 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }
+               --> pipeline.yaml:275:81
+            275 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }
                 |                                                                                 ^
             help: remove `warmup` (a cold regime scales every function to zero before each request or burst), or make it `start: warm`
         "#]]);
@@ -891,8 +897,8 @@ fn steady_regime_without_a_rate_is_rejected() {
         .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, requests: 3 }")
         .fails(expect![[r#"
             error: regime `cold-steady` has a `steady` pattern but no `rate`
-               --> pipeline.yaml:227:40
-            227 |   cold-steady: { start: cold, pattern: steady, requests: 3 }
+               --> pipeline.yaml:275:40
+            275 |   cold-steady: { start: cold, pattern: steady, requests: 3 }
                 |                                        ^^^^^^
             help: add `rate:` to `experiments.cold-steady`
         "#]]);
@@ -904,9 +910,134 @@ fn burst_regime_refuses_a_rate() {
         .replace("cold-burst: { start: cold, pattern: burst, size: 3 }", "cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }")
         .fails(expect![[r#"
             error: `rate` is not a setting of a `burst` pattern (`experiments.cold-burst`)
-               --> pipeline.yaml:228:61
-            228 |   cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }
+               --> pipeline.yaml:276:61
+            276 |   cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }
                 |                                                             ^
             help: a `burst` pattern takes `size`, `bursts`, `gap`
         "#]]);
+}
+
+#[test]
+fn need_nobody_produces_suggests_the_close_name() {
+    Fixture::good().replace("needs: [audio_16k]", "needs: [audio_16]").fails(expect![[r#"
+        error: transcribe needs `audio_16`, which no step produces and the request does not bring
+           --> pipeline.yaml:252:41
+        252 |       - { function: transcribe, needs: [audio_16], produces: [transcript] }
+            |                                         ^^^^^^^^
+        help: did you mean `audio_16k`? artifacts it can need: `audio`, `audio_16k`, `clip`, `clips`, `compressed`, `detections`, `frames`, `items`, `match`, `matched`, `query`, `result`, `segments`, `transcript`, `video`; or add `audio_16` to a step's `produces` or to `dag.inputs`
+    "#]]);
+}
+
+#[test]
+fn when_flag_nobody_produces_is_rejected() {
+    Fixture::good().replace("when: matched", "when: matchd").fails(expect![[r#"
+        error: sample-frames needs `matchd`, which no step produces and the request does not bring
+           --> pipeline.yaml:256:63
+        256 |       - { function: sample-frames, needs: [compressed], when: matchd, produces: [frames] }
+            |                                                               ^^^^^^
+        help: did you mean `matched`? artifacts it can need: `audio`, `audio_16k`, `clip`, `clips`, `compressed`, `detections`, `frames`, `items`, `match`, `matched`, `query`, `result`, `segments`, `transcript`, `video`; or add `matchd` to a step's `produces` or to `dag.inputs`
+    "#]]);
+}
+
+#[test]
+fn artifact_with_two_producers_points_at_the_second() {
+    Fixture::good().replace("produces: [transcript] }", "produces: [transcript, audio] }").fails(expect![[r#"
+        error: artifact `audio` has two producers: `extract-audio` and `transcribe`
+           --> pipeline.yaml:252:76
+        252 |       - { function: transcribe, needs: [audio_16k], produces: [transcript, audio] }
+            |                                                                            ^^^^^
+        help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[0].produces[0]`, line 240)
+    "#]]);
+}
+
+#[test]
+fn dataflow_cycle_is_named_step_by_step() {
+    Fixture::good().replace("needs: [audio], produces: [segments]", "needs: [audio, clips], produces: [segments]").fails(expect![[r#"
+        error: the steps form a cycle: detect-speech needs cut-clips needs detect-speech
+           --> pipeline.yaml:241:7
+        241 |     - { function: detect-speech, needs: [audio, clips], produces: [segments] }
+            |       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+        help: a step runs once what it needs exists, so none of these can start: remove one of the needs
+    "#]]);
+}
+
+#[test]
+fn request_step_cannot_need_an_items_artifact() {
+    Fixture::good().replace("needs: [segments, items]", "needs: [segments, transcript]").fails(expect![[r#"
+        error: answer needs `transcript`, which exists only inside each item of the fan-out (`transcribe`)
+           --> pipeline.yaml:243:45
+        243 |     - { function: answer, needs: [segments, transcript], produces: [result] }
+            |                                             ^^^^^^^^^^
+        help: the request's steps see an item's artifacts through the fan-out's `collect` document: need that instead
+    "#]]);
+}
+
+#[test]
+fn linear_step_gets_the_migration() {
+    Fixture::good()
+        .replace("    - { function: extract-audio, needs: [video], produces: [audio] }", "    - extract-audio")
+        .fails(expect![[r#"
+            error: step `extract-audio` names only its function: a step now says which artifacts it needs and produces
+               --> pipeline.yaml:240:7
+            240 |     - extract-audio
+                |       ^^^^^^^^^^^^^
+            help: write it as `{ function: extract-audio, needs: [...], produces: [...] }` with the names of the artifacts it reads and writes (pipeline.yaml's `dag:` shows every step of VideoSearcher)
+        "#]]);
+}
+
+#[test]
+fn step_without_outputs_is_rejected() {
+    Fixture::good().replace("needs: [video], produces: [audio] }", "needs: [video] }").fails(expect![[r#"
+        error: step `extract-audio` produces nothing
+           --> pipeline.yaml:240:7
+        240 |     - { function: extract-audio, needs: [video] }
+            |       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+        help: list the artifacts its answer carries in `produces`: a step without outputs does nothing the DAG can see
+    "#]]);
+}
+
+#[test]
+fn result_must_be_an_artifact_of_the_request() {
+    Fixture::good().replace("result: result", "result: detections").fails(expect![[r#"
+        error: the request's answer needs `detections`, which exists only inside each item of the fan-out (`detect-objects`)
+           --> pipeline.yaml:258:11
+        258 |   result: detections
+            |           ^^^^^^^^^^
+        help: the request's steps see an item's artifacts through the fan-out's `collect` document: need that instead
+    "#]]);
+}
+
+#[test]
+fn unused_output_is_a_warning() {
+    Fixture::good()
+        .replace("needs: [video], produces: [audio] }", "needs: [video], produces: [audio, waveform] }")
+        .warns(expect![[r#"
+            warning: `waveform` is produced by `extract-audio` but nothing needs it
+               --> pipeline.yaml:240:68
+            240 |     - { function: extract-audio, needs: [video], produces: [audio, waveform] }
+                |                                                                    ^^^^^^^^
+            help: need it in a step, or remove it (a step's unused output still costs its upload)
+        "#]]);
+}
+
+#[test]
+fn unused_request_input_is_a_warning() {
+    Fixture::good().replace("    query: optional\n", "    query: optional\n    subtitles: optional\n").warns(expect![[r#"
+        warning: request input `subtitles` is needed by no step
+           --> pipeline.yaml:239:5
+        239 |     subtitles: optional
+            |     ^^^^^^^^^
+        help: need it in a step, or remove it from `dag.inputs`
+    "#]]);
+}
+
+#[test]
+fn fan_out_needing_its_own_collection_is_a_cycle() {
+    Fixture::good().replace("needs: [compressed], when: matched", "needs: [compressed, items], when: matched").fails(expect![[r#"
+        error: the steps form a cycle: the fan-out needs the fan-out
+           --> pipeline.yaml:245:11
+        245 |     over: clips
+            |           ^^^^^
+        help: a step runs once what it needs exists, so none of these can start: remove one of the needs
+    "#]]);
 }

@@ -20,7 +20,8 @@ fn pipeline() -> String {
     format!(
         "name: experiment-test\n{common}functions:\n  orchestrator:\n    source: {orchestrator}\n    memory: 128Mi\n    cpu: 0.5\n    \
          timeout: 10m\n    max_inflight: 8\n    scale: {{ min: 0, max: 1 }}\n    secrets: [s3-access-key, s3-secret-key]\n{first}{second}\
-         dag:\n  entry: orchestrator\n  steps: [first, second]\n  retry:\n    attempts: 2\n    backoff: 100ms\n\
+         dag:\n  entry: orchestrator\n  inputs: {{ video: required }}\n  steps:\n    \
+         - {{ function: first, needs: [video], produces: [first] }}\n    - {{ function: second, needs: [first], produces: [second] }}\n  retry:\n    attempts: 2\n    backoff: 100ms\n\
          experiments:\n  warm-steady: {{ start: warm, pattern: steady, rate: 4, requests: 4, warmup: 1 }}\n  \
          cold-steady: {{ start: cold, pattern: steady, rate: 1, requests: 2 }}\n",
         common = crate::support::common_sections("300s"),

@@ -323,8 +323,8 @@ async fn make_failing_pod(client: &Client, namespace: &str, function: &str, fate
 fn with_extra(text: String) -> String {
     let fault = repo().join("stages/fault");
     text.replace(
-        "steps: [compress-clip, transcribe, sample-frames, detect-objects]",
-        "steps: [compress-clip, transcribe, sample-frames, detect-objects, extra]",
+        "      - { function: detect-objects, needs: [frames], produces: [detections] }\n",
+        "      - { function: detect-objects, needs: [frames], produces: [detections] }\n      - { function: extra, needs: [clip], produces: [extra] }\n",
     )
     .replace(
         "\n# The DAG the orchestrator executes",

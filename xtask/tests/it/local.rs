@@ -39,7 +39,9 @@ impl Local {
     secrets: {extract_audio_secrets}
 dag:
   entry: orchestrator
-  steps: [extract-audio]
+  inputs: {{ video: required }}
+  steps:
+    - {{ function: extract-audio, needs: [video], produces: [audio] }}
   retry:
     attempts: 2
     backoff: 100ms

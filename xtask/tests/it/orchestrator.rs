@@ -35,8 +35,10 @@ impl Step {
 }
 
 /// A pipeline whose entry is the real orchestrator and whose functions are
-/// all built from stages/fault: `steps` in order, then `fan_out` for every
-/// item of the artifact `items` (as `item`), two at a time and at most
+/// all built from stages/fault: `steps` in a chain (each needs the one
+/// before, the first the request's `video`; each produces the artifact named
+/// after it, `fault`'s output), then `fan_out` for every item of the artifact
+/// `items` (as `item`), in a chain from the item, two at a time and at most
 /// five in all.
 fn pipeline(steps: &[Step], fan_out: &[Step], attempts: u32) -> String {
     let stages = repo().join("stages");
@@ -68,12 +70,24 @@ fn pipeline(steps: &[Step], fan_out: &[Step], attempts: u32) -> String {
             env = env.join(", "),
         );
     }
-    let names = |steps: &[Step]| steps.iter().map(|s| s.name).collect::<Vec<_>>().join(", ");
-    yaml += &format!("dag:\n  entry: orchestrator\n  steps: [{}]\n", names(steps));
+    let chain = |steps: &[Step], from: &str, indent: &str| {
+        let mut need = from.to_string();
+        let mut out = String::new();
+        for step in steps {
+            let mut produces = step.name.to_string();
+            if step.env.iter().any(|(key, _)| *key == "FAULT_ITEMS") {
+                produces += ", items";
+            }
+            out += &format!("{indent}- {{ function: {}, needs: [{need}], produces: [{produces}] }}\n", step.name);
+            need = step.name.to_string();
+        }
+        out
+    };
+    yaml += &format!("dag:\n  entry: orchestrator\n  inputs: {{ video: required }}\n  steps:\n{}", chain(steps, "video", "    "));
     if !fan_out.is_empty() {
         yaml += &format!(
-            "  fan_out:\n    over: items\n    item: item\n    max_parallel: 2\n    max_items: 5\n    steps: [{}]\n",
-            names(fan_out)
+            "  fan_out:\n    over: items\n    item: item\n    max_parallel: 2\n    max_items: 5\n    steps:\n{}",
+            chain(fan_out, "item", "      ")
         );
     }
     yaml + &format!("  retry:\n    attempts: {attempts}\n    backoff: 100ms\n")

@@ -189,7 +189,7 @@ async fn request(
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Request> {
     let before = info.cpu_seconds().await;
-    let outcome = verify::send(pipeline, &info.endpoints.gateway_url, store, video, request_id, progress).await?.succeeded()?;
+    let outcome = verify::send(pipeline, &info.endpoints.gateway_url, store, video, None, request_id, progress).await?.succeeded()?;
     let cpu_s = info.cpu_seconds().await - before;
     let mut invocations = Vec::new();
     let mut linear_ms = std::collections::BTreeMap::new();

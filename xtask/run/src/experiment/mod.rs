@@ -206,7 +206,7 @@ impl Context<'_> {
         let hidden = indicatif::ProgressBar::hidden();
         let (outcome, error) = loop {
             attempts += 1;
-            let result = verify::send(self.pipeline, &self.gateway, &self.store, &self.input, id.clone(), &hidden).await;
+            let result = verify::send(self.pipeline, &self.gateway, &self.store, &self.input, None, id.clone(), &hidden).await;
             let transient = match &result {
                 Ok(outcome) => matches!(outcome.status, 429 | 502 | 503 | 504),
                 Err(_) => true,

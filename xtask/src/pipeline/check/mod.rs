@@ -2,20 +2,21 @@
 //! everything serde cannot (names, bounds, budgets, the DAG), pointing each
 //! error at the key or value to change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indexmap::IndexMap;
 
 mod build;
+mod dag;
 
 use super::diagnostic::{Diagnostic, Source};
 use super::model::{
-    Bounds, Dag, Embedded, FanOut, Function, Kubernetes, KubernetesMode, OpenFaas, Parameters, Pattern, Pipeline, Regime, Retry,
+    Dag,     Bounds, Embedded, Function, Kubernetes, KubernetesMode, OpenFaas, Parameters, Pattern, Pipeline, Regime,
     Scale, Start, Storage, Target, TargetKind,
 };
-use super::raw::{RawDag, RawFunction, RawPattern, RawPipeline, RawRegime, RawStart, RawStorage, RawTarget, RawTargetKind, RawTimeouts, Text};
+use super::raw::{RawFunction, RawPattern, RawPipeline, RawRegime, RawStart, RawStorage, RawTarget, RawTargetKind, RawTimeouts, Text};
 use super::timeouts::{GatewayTimeouts, Settings, Timeouts};
 use super::suggest;
 use super::units::{bytes_to_mib, parse_cpu, parse_duration, parse_memory};
@@ -42,7 +43,7 @@ pub fn check(raw: RawPipeline, source: Source, dir: PathBuf) -> Checked<Pipeline
         .into_iter()
         .map(|(name, function)| checker.function(name, function))
         .collect::<Checked<Vec<_>>>()?;
-    let dag = checker.dag(raw.dag, &functions)?;
+    let (dag, warnings) = checker.dag(raw.dag, &functions)?;
     checker.all_functions_in_dag(&dag, &functions)?;
     let timeouts = Timeouts::derive(settings, &functions, &dag);
     if let Some(violation) = timeouts.violations().into_iter().next() {
@@ -65,6 +66,7 @@ pub fn check(raw: RawPipeline, source: Source, dir: PathBuf) -> Checked<Pipeline
         dag,
         build,
         experiments,
+        warnings,
         dir,
         source,
     })
@@ -684,131 +686,6 @@ impl Checker<'_> {
         })
     }
 
-    fn dag(&self, raw: RawDag, functions: &[Function]) -> Checked<Dag> {
-        self.known_function("dag.entry", &raw.entry, functions)?;
-        // Where each function is used so far: a second use is a cycle.
-        let mut used: HashMap<&str, String> =
-            HashMap::from([(raw.entry.as_str(), "dag.entry".to_string())]);
-        let fan_out_steps = raw.fan_out.iter().flat_map(|fan_out| fan_out.steps.iter());
-        let paths = (0..raw.steps.len())
-            .map(|index| format!("dag.steps[{index}]"))
-            .chain((0..).map(|index| format!("dag.fan_out.steps[{index}]")));
-        for (step, path) in raw.steps.iter().chain(fan_out_steps).zip(paths) {
-            self.known_function(&path, step, functions)?;
-            if *step == raw.entry {
-                return Err(self.error(
-                    &path,
-                    format!(
-                        "the entry `{step}` is also a step: the DAG would call itself (a cycle)"
-                    ),
-                    format!(
-                        "remove `{step}` here: the entry runs the steps and is not one of them"
-                    ),
-                ));
-            }
-            if let Some(first) = used.insert(step, path.clone()) {
-                let line = self
-                    .source
-                    .spans
-                    .value(&first)
-                    .map(|span| format!(", line {}", span.line));
-                return Err(self.error(
-                    &path,
-                    format!("function `{step}` appears twice in the DAG (a cycle)"),
-                    format!(
-                        "a function is one step: remove this use, or declare another function (the first use is `{first}`{})",
-                        line.unwrap_or_default()
-                    ),
-                ));
-            }
-        }
-
-        let fan_out = match raw.fan_out {
-            None => None,
-            Some(fan_out) => {
-                if fan_out.over.trim().is_empty() {
-                    return Err(self.error(
-                        "dag.fan_out.over",
-                        "`dag.fan_out.over` is empty",
-                        "name the artifact whose items fan out, like `clips`",
-                    ));
-                }
-                let artifact_name = |name: &str| {
-                    name.starts_with(|c: char| c.is_ascii_lowercase())
-                        && name.chars().all(|c| {
-                            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-'
-                        })
-                };
-                if !artifact_name(&fan_out.item) || fan_out.item == fan_out.over {
-                    return Err(self.error(
-                        "dag.fan_out.item",
-                        format!(
-                            "`dag.fan_out.item` `{}` is not a usable artifact name",
-                            fan_out.item
-                        ),
-                        format!(
-                            "name one item of `{}` in lowercase, other than the list, like `clip`",
-                            fan_out.over
-                        ),
-                    ));
-                }
-                if fan_out.max_parallel == 0 {
-                    return Err(self.error(
-                        "dag.fan_out.max_parallel",
-                        "`dag.fan_out.max_parallel` is 0: no item would run",
-                        "use 1 or more",
-                    ));
-                }
-                if fan_out.max_items == 0 {
-                    return Err(self.error(
-                        "dag.fan_out.max_items",
-                        "`dag.fan_out.max_items` is 0: every request with an item would be refused",
-                        "give the most items a request may have, like `10`: the request's budget covers that many",
-                    ));
-                }
-                if fan_out.steps.is_empty() {
-                    return Err(self.error(
-                        "dag.fan_out.steps",
-                        "`dag.fan_out` has no steps",
-                        "list the steps to run for each item, or remove `fan_out`",
-                    ));
-                }
-                Some(FanOut {
-                    over: fan_out.over,
-                    item: fan_out.item,
-                    max_parallel: fan_out.max_parallel,
-                    max_items: fan_out.max_items,
-                    steps: fan_out.steps,
-                })
-            }
-        };
-        if raw.steps.is_empty() && fan_out.is_none() {
-            return Err(self.error(
-                "dag.steps",
-                "the DAG has no steps",
-                "list the functions the entry runs in `dag.steps`",
-            ));
-        }
-
-        if raw.retry.attempts == 0 {
-            return Err(self.error(
-                "dag.retry.attempts",
-                "`dag.retry.attempts` is 0: no step would ever run",
-                "use 1 for no retries, or more",
-            ));
-        }
-        let retry = Retry {
-            attempts: raw.retry.attempts,
-            backoff: self.duration("dag.retry.backoff", &raw.retry.backoff)?,
-        };
-        Ok(Dag {
-            entry: raw.entry,
-            steps: raw.steps,
-            fan_out,
-            retry,
-        })
-    }
-
     fn known_function(&self, path: &str, name: &str, functions: &[Function]) -> Checked<()> {
         if functions.iter().any(|function| function.name == name) {
             return Ok(());
@@ -836,7 +713,7 @@ impl Checker<'_> {
                 return Err(self.source.error_at_key(
                     &format!("functions.{name}"),
                     format!("function `{name}` is not in the DAG"),
-                    Some("add it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`".into()),
+                    Some("add a step that calls it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`".into()),
                 ));
             }
         }
