@@ -41,35 +41,7 @@ impl Step {
 /// `items` (as `item`), in a chain from the item, two at a time and at most
 /// five in all.
 fn pipeline(steps: &[Step], fan_out: &[Step], attempts: u32) -> String {
-    let stages = repo().join("stages");
-    let mut yaml = format!(
-        r#"name: orchestrator-test
-{common}functions:
-  orchestrator:
-    source: {orchestrator}
-    memory: 128Mi
-    cpu: 0.5
-    timeout: 15m
-    max_inflight: 8
-    scale: {{ min: 0, max: 1 }}
-    secrets: [s3-access-key, s3-secret-key]
-"#,
-        orchestrator = stages.join("orchestrator").display(),
-        common = crate::support::common_sections("300s"),
-    );
-    for step in steps.iter().chain(fan_out) {
-        let env: Vec<String> =
-            step.env.iter().map(|(key, value)| format!("{key}: {}", Value::from(value.as_str()))).collect();
-        yaml += &format!(
-            "  {name}:\n    source: {source}\n    memory: 64Mi\n    cpu: 0.5\n    timeout: {timeout}\n    \
-             max_inflight: 4\n    scale: {{ min: 0, max: 1 }}\n    env: {{ {env} }}\n    \
-             secrets: [s3-access-key, s3-secret-key]\n",
-            name = step.name,
-            source = stages.join("fault").display(),
-            timeout = step.timeout,
-            env = env.join(", "),
-        );
-    }
+    let mut yaml = functions(&steps.iter().chain(fan_out).collect::<Vec<_>>());
     let chain = |steps: &[Step], from: &str, indent: &str| {
         let mut need = from.to_string();
         let mut out = String::new();
@@ -93,15 +65,57 @@ fn pipeline(steps: &[Step], fan_out: &[Step], attempts: u32) -> String {
     yaml + &format!("  retry:\n    attempts: {attempts}\n    backoff: 100ms\n")
 }
 
+/// The start of a test pipeline: the real orchestrator and a `fault`
+/// function for each of `steps`; the `dag:` section is the caller's.
+fn functions(steps: &[&Step]) -> String {
+    let stages = repo().join("stages");
+    let mut yaml = format!(
+        r#"name: orchestrator-test
+{common}functions:
+  orchestrator:
+    source: {orchestrator}
+    memory: 128Mi
+    cpu: 0.5
+    timeout: 15m
+    max_inflight: 8
+    scale: {{ min: 0, max: 1 }}
+    secrets: [s3-access-key, s3-secret-key]
+"#,
+        orchestrator = stages.join("orchestrator").display(),
+        common = crate::support::common_sections("300s"),
+    );
+    for step in steps {
+        let env: Vec<String> =
+            step.env.iter().map(|(key, value)| format!("{key}: {}", Value::from(value.as_str()))).collect();
+        yaml += &format!(
+            "  {name}:\n    source: {source}\n    memory: 64Mi\n    cpu: 0.5\n    timeout: {timeout}\n    \
+             max_inflight: 4\n    scale: {{ min: 0, max: 1 }}\n    env: {{ {env} }}\n    \
+             secrets: [s3-access-key, s3-secret-key]\n",
+            name = step.name,
+            source = stages.join("fault").display(),
+            timeout = step.timeout,
+            env = env.join(", "),
+        );
+    }
+    yaml
+}
+
 /// Upload an input for request `id` and send the request to the
 /// orchestrator; returns its status and body once it answered.
 fn request(rt: &Runtime, id: &str) -> (u16, Value) {
-    let video = rt.put_bytes(&format!("requests/{id}/input/x"), b"not a video: fault never reads it".to_vec());
-    let inv = Invocation {
-        request_id: id.to_string(),
-        scope: None,
-        inputs: [("video".to_string(), Artifact::One(video))].into(),
-    };
+    request_with(rt, id, &["video"])
+}
+
+/// Like [`request`], with one uploaded input under each of `inputs`.
+fn request_with(rt: &Runtime, id: &str, inputs: &[&str]) -> (u16, Value) {
+    let inputs = inputs
+        .iter()
+        .map(|name| {
+            let uri = rt.put_bytes(&format!("requests/{id}/input/{name}"), b"fault never reads it".to_vec());
+            (name.to_string(), Artifact::One(uri))
+        })
+        .collect();
+    let inv = Invocation { request_id: id.to_string(), scope: None, inputs };
     let started = Instant::now();
     let (status, body) = rt.invoke("orchestrator", &inv);
     let took = started.elapsed();
@@ -147,7 +161,7 @@ fn stored(rt: &Runtime, id: &str) -> BTreeSet<String> {
 }
 
 /// The state document itself and every artifact URI it names: inputs,
-/// request artifacts, fan-out items and each step's outputs.
+/// request artifacts, fan-out items, the published result and each step's outputs.
 fn named(rt: &Runtime, id: &str, state: &Value) -> BTreeSet<String> {
     fn collect(value: &Value, into: &mut BTreeSet<String>) {
         match value {
@@ -160,7 +174,7 @@ fn named(rt: &Runtime, id: &str, state: &Value) -> BTreeSet<String> {
         }
     }
     let mut uris = BTreeSet::from([rt.store.uri(&format!("requests/{id}/state.json"))]);
-    for part in [&state["inputs"], &state["artifacts"], &state["items"]] {
+    for part in [&state["inputs"], &state["artifacts"], &state["items"], &state["result"]] {
         collect(part, &mut uris);
     }
     for record in state["steps"].as_array().unwrap() {
@@ -193,7 +207,7 @@ fn failing_step_ends_the_request_with_500_and_no_retry() {
     assert_eq!(
         stored(&rt, "fail-1"),
         BTreeSet::from([
-            uri(&rt, "requests/fail-1/input/x"),
+            uri(&rt, "requests/fail-1/input/video"),
             uri(&rt, "requests/fail-1/first/first.json"),
             uri(&rt, "requests/fail-1/state.json"),
         ])
@@ -352,4 +366,124 @@ fn same_request_again_after_retries_overwrites_its_keys() {
     }
     assert_eq!(stored(&rt, "again-1"), keys, "the second run left other keys");
     assert_eq!(after["items"], before["items"]);
+}
+
+/// The one step record of `function` (in `scope`).
+fn record<'a>(state: &'a Value, function: &str, scope: Option<&str>) -> &'a Value {
+    let records: Vec<&Value> =
+        state["steps"].as_array().unwrap().iter().filter(|r| r["function"] == function && r["scope"].as_str() == scope).collect();
+    assert_eq!(records.len(), 1, "one record of `{function}` {scope:?} expected: {state:#}");
+    records[0]
+}
+
+fn span(record: &Value) -> (u64, u64) {
+    (record["started_at_ms"].as_u64().unwrap(), record["ended_at_ms"].as_u64().unwrap())
+}
+
+#[test]
+fn steps_that_need_the_same_artifact_run_at_the_same_time() {
+    let steps = [step("left", "sleep:1500", "10s"), step("right", "sleep:1500", "10s"), step("join", "ok", "5s")];
+    let mut yaml = functions(&steps.iter().collect::<Vec<_>>());
+    yaml += "dag:\n  entry: orchestrator\n  inputs: { video: required }\n  steps:\n    \
+             - { function: join, needs: [left, right], produces: [join] }\n    \
+             - { function: left, needs: [video], produces: [left] }\n    \
+             - { function: right, needs: [video], produces: [right] }\n  \
+             retry:\n    attempts: 1\n    backoff: 100ms\n";
+    let rt = Runtime::up(&yaml);
+    let (status, body) = request(&rt, "flow-1");
+    assert_eq!(status, 200, "{body}");
+    let state = state(&rt, "flow-1");
+    let (left, right, join) = (span(record(&state, "left", None)), span(record(&state, "right", None)), span(record(&state, "join", None)));
+    assert!(left.0 < right.1 && right.0 < left.1, "left {left:?} and right {right:?} did not overlap: {state:#}");
+    assert!(join.0 >= left.1.max(right.1), "join {join:?} started before both its needs were done: {state:#}");
+    // Each step was given exactly what it needs.
+    let seen = rt.get_json(&uri(&rt, "requests/flow-1/join/join.json"));
+    assert_eq!(seen["inputs"], serde_json::json!(["left", "right"]), "{seen}");
+}
+
+#[test]
+fn a_false_flag_skips_its_step_and_what_needs_it_and_a_missing_optional_input_skips_its_step() {
+    let steps = [
+        step("first", "ok", "5s").env("FAULT_ITEMS", "3"),
+        step("judge", "ok", "5s").env("FAULT_FLAG", "keep:items-0001"),
+        step("look", "ok", "5s"),
+        step("describe", "ok", "5s"),
+        step("hint", "ok", "5s"),
+        step("collect", "ok", "5s"),
+    ];
+    let mut yaml = functions(&steps.iter().collect::<Vec<_>>());
+    yaml += "dag:\n  entry: orchestrator\n  inputs: { video: required, query: optional }\n  steps:\n    \
+             - { function: first, needs: [video], produces: [first, items] }\n    \
+             - { function: collect, needs: [found], produces: [collect] }\n  \
+             fan_out:\n    over: items\n    item: item\n    collect: found\n    max_parallel: 2\n    max_items: 5\n    steps:\n      \
+             - { function: judge, needs: [item], produces: [judge, keep] }\n      \
+             - { function: look, needs: [judge], when: keep, produces: [look] }\n      \
+             - { function: describe, needs: [look], produces: [describe] }\n      \
+             - { function: hint, needs: [item, query], produces: [hint] }\n  \
+             result: collect\n  retry:\n    attempts: 1\n    backoff: 100ms\n";
+    let rt = Runtime::up(&yaml);
+    let (status, body) = request(&rt, "skip-1");
+    assert_eq!(status, 200, "{body}");
+    let state = state(&rt, "skip-1");
+    assert_eq!(state["status"], "succeeded", "{state:#}");
+    for item in ["items-0000", "items-0002"] {
+        let look = record(&state, "look", Some(item));
+        assert_eq!((look["status"].as_str(), look["reason"].as_str()), (Some("skipped"), Some("`keep` is false")), "{state:#}");
+        let describe = record(&state, "describe", Some(item));
+        assert_eq!(describe["status"], "skipped");
+        assert_eq!(describe["reason"], "`look` is absent: look was skipped");
+        assert_eq!(state["items"][item]["keep"], false, "{state:#}");
+        assert!(state["items"][item].get("look").is_none() && state["items"][item].get("describe").is_none(), "{state:#}");
+    }
+    assert_eq!(record(&state, "look", Some("items-0001"))["status"], "succeeded");
+    assert_eq!(record(&state, "describe", Some("items-0001"))["status"], "succeeded");
+    for item in ["items-0000", "items-0001", "items-0002"] {
+        let hint = record(&state, "hint", Some(item));
+        assert_eq!(hint["reason"], "`query` is absent: the request has none", "{state:#}");
+    }
+    // Skipped steps were never called, cost nothing, and left no object.
+    assert_eq!(invocations(&rt, "look", "skip-1").len(), 1);
+    assert_eq!(invocations(&rt, "describe", "skip-1").len(), 1);
+    assert!(invocations(&rt, "hint", "skip-1").is_empty());
+    let summary = &state["summary"];
+    assert_eq!((summary["look"]["invocations"].as_u64(), summary["look"]["skipped"].as_u64()), (Some(1), Some(2)), "{summary:#}");
+    assert_eq!((summary["hint"]["invocations"].as_u64(), summary["hint"]["skipped"].as_u64(), summary["hint"]["cost_units"].as_f64()), (Some(0), Some(3), Some(0.0)));
+    // The collect document lists every item, in order, with its skipped steps.
+    let found = rt.get_json(state["artifacts"]["found"].as_str().unwrap());
+    let items = found["items"].as_array().unwrap();
+    assert_eq!(items.iter().map(|i| i["index"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 1, 2], "{found:#}");
+    let skipped: Vec<Vec<&str>> = items
+        .iter()
+        .map(|i| i["skipped"].as_array().map_or(vec![], |s| s.iter().map(|s| s["function"].as_str().unwrap()).collect()))
+        .collect();
+    assert_eq!(skipped, [vec!["hint", "look", "describe"], vec!["hint"], vec!["hint", "look", "describe"]], "{found:#}");
+    // The result is published, and every stored object is named by the state.
+    assert_eq!(state["result"], uri(&rt, "requests/skip-1/result.json"));
+    assert_eq!(stored(&rt, "skip-1"), named(&rt, "skip-1", &state));
+}
+
+#[test]
+fn inputs_the_dag_does_not_take_or_lacks_are_refused() {
+    let yaml = pipeline(&[step("first", "ok", "5s")], &[], 1);
+    let rt = Runtime::up(&yaml);
+    let (status, body) = request_with(&rt, "inputs-1", &["video", "subtitles"]);
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("unknown_input")), "{body}");
+    let (status, body) = request_with(&rt, "inputs-2", &[]);
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("missing_input")), "{body}");
+    assert!(invocations(&rt, "first", "inputs-1").is_empty() && invocations(&rt, "first", "inputs-2").is_empty());
+}
+
+#[test]
+fn a_step_answering_without_a_declared_output_fails_the_request() {
+    let steps = [step("first", "ok", "5s")];
+    let mut yaml = functions(&steps.iter().collect::<Vec<_>>());
+    yaml += "dag:\n  entry: orchestrator\n  inputs: { video: required }\n  steps:\n    \
+             - { function: first, needs: [video], produces: [first, summary] }\n  \
+             retry:\n    attempts: 3\n    backoff: 100ms\n";
+    let rt = Runtime::up(&yaml);
+    let (status, body) = request(&rt, "output-1");
+    assert_eq!((status, body["error"]["code"].as_str()), (502, Some("missing_output")), "{body}");
+    let state = state(&rt, "output-1");
+    assert_eq!(state["error"]["function"], "first", "{state:#}");
+    assert_eq!(invocations(&rt, "first", "output-1").len(), 1, "a wrong answer is not retried");
 }
