@@ -201,20 +201,23 @@ impl<'a> Run<'a> {
             let mut running: FuturesUnordered<BoxFuture<'s, Produced>> = FuturesUnordered::new();
             loop {
                 let mut waiting = Vec::new();
+                let mut skipped_any = false;
                 for index in std::mem::take(&mut pending) {
                     let node = nodes[index];
-                    if !node.waits_for().iter().all(|name| scope.settled(name)) {
-                        waiting.push(index);
-                        continue;
-                    }
+                    let ready = node.waits_for().iter().all(|name| scope.settled(name));
                     match self.decide(node, scope).map_err(|error| StepFailure::orchestrator(scope.name.as_deref(), error))? {
-                        Some(reason) => self.skip(node, reason, scope).await?,
-                        None => running.push(self.start(node, scope)),
+                        // Skipped as soon as that is known, without waiting for its other needs.
+                        Some(reason) => {
+                            self.skip(node, reason, scope).await?;
+                            skipped_any = true;
+                        }
+                        None if ready => running.push(self.start(node, scope)),
+                        None => waiting.push(index),
                     }
                 }
                 pending = waiting;
                 // A skip can settle what a waiting node needs: look again first.
-                if !pending.is_empty() && pending.iter().any(|&i| nodes[i].waits_for().iter().all(|n| scope.settled(n))) {
+                if skipped_any && !pending.is_empty() {
                     continue;
                 }
                 let Some(done) = running.next().await else {
@@ -231,7 +234,9 @@ impl<'a> Run<'a> {
         .boxed()
     }
 
-    /// Whether `node` is skipped, and why; `None` runs it.
+    /// Whether `node` is skipped, and why; `None` runs it once it is ready.
+    /// A need known to be absent, or a `when` flag that is false, skips it
+    /// whatever else it waits for.
     fn decide(&self, node: Node, scope: &Scope) -> Result<Option<String>, StageError> {
         let (needs, when) = match node {
             Node::Step(step) => (step.needs.iter().map(String::as_str).collect::<Vec<_>>(), step.when.as_deref()),
@@ -241,6 +246,7 @@ impl<'a> Run<'a> {
             return Ok(Some(format!("`{name}` {}", scope.absent[*name])));
         }
         let Some(flag) = when else { return Ok(None) };
+        // Not produced yet, or never will be (its producer was skipped): no verdict.
         match scope.artifacts.get(flag) {
             None => Ok(None),
             Some(Artifact::Flag(true)) => Ok(None),

@@ -83,10 +83,10 @@ pub fn run(pipeline: &Pipeline, target: &dyn Target, flags: &flags::Search) -> a
     let bytes = rt.block_on(store.get_bytes(uri)).with_context(|| format!("read the answer {uri}"))?;
     if flags.json {
         println!("{}", String::from_utf8_lossy(&bytes));
-        return Ok(());
+    } else {
+        let answer: Answer = serde_json::from_slice(&bytes).with_context(|| format!("the answer {uri} is not a result document"))?;
+        print!("{}", table(&answer));
     }
-    let answer: Answer = serde_json::from_slice(&bytes).with_context(|| format!("the answer {uri} is not a result document"))?;
-    print!("{}", table(&answer));
     eprintln!("request {} in {:.1?}; answer: {uri}", outcome.request_id, outcome.latency);
     Ok(())
 }
@@ -104,8 +104,11 @@ fn table(answer: &Answer) -> String {
         .hits
         .iter()
         .map(|hit| {
-            let heard = marked(&hit.text, &hit.words);
-            let at: Vec<String> = hit.words.iter().map(|w| format!("{} at {}", w.word, clock(w.start_s))).collect();
+            let heard = excerpt(&hit.text, query);
+            let mut at: Vec<String> = hit.words.iter().take(MAX_TIMES).map(|w| format!("{} at {}", w.word, clock(w.start_s))).collect();
+            if hit.words.len() > MAX_TIMES {
+                at.push(format!("{} more", hit.words.len() - MAX_TIMES));
+            }
             let heard = if at.is_empty() { heard } else { format!("{heard} ({})", at.join(", ")) };
             [format!("{}–{}", clock(hit.start_s), clock(hit.end_s)), heard, objects(&hit.frames)]
         })
@@ -125,13 +128,36 @@ fn table(answer: &Answer) -> String {
     out
 }
 
-/// The transcript with the matched words in capitals.
-fn marked(text: &str, words: &[Word]) -> String {
-    let matched: Vec<String> = words.iter().map(|w| w.word.to_lowercase()).collect();
-    text.split_whitespace()
-        .map(|word| if matched.contains(&word.to_lowercase()) { word.to_uppercase() } else { word.to_string() })
-        .collect::<Vec<_>>()
-        .join(" ")
+/// Words of context either side of the matches in the table, words shown
+/// at most, and match times listed at most.
+const CONTEXT_WORDS: usize = 5;
+const MAX_WORDS: usize = 16;
+const MAX_TIMES: usize = 3;
+
+/// The part of the transcript around the query's runs of words, those in
+/// capitals; the first words when nothing is marked.
+fn excerpt(text: &str, query: &str) -> String {
+    let norm = |word: &str| word.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect::<String>();
+    let tokens: Vec<&str> = text.split_whitespace().collect();
+    let terms: Vec<String> = query.split_whitespace().map(norm).filter(|t| !t.is_empty()).collect();
+    let mut marked = vec![false; tokens.len()];
+    if !terms.is_empty() {
+        for start in 0..tokens.len().saturating_sub(terms.len() - 1) {
+            if terms.iter().enumerate().all(|(k, term)| norm(tokens[start + k]) == *term) {
+                marked[start..start + terms.len()].iter_mut().for_each(|m| *m = true);
+            }
+        }
+    }
+    let (from, to) = match (marked.iter().position(|m| *m), marked.iter().rposition(|m| *m)) {
+        (Some(first), Some(last)) => {
+            let from = first.saturating_sub(CONTEXT_WORDS);
+            (from, (last + 1 + CONTEXT_WORDS).min(tokens.len()).min(from + MAX_WORDS))
+        }
+        _ => (0, (2 * CONTEXT_WORDS).min(tokens.len())),
+    };
+    let words: Vec<String> =
+        (from..to).map(|i| if marked[i] { tokens[i].to_uppercase() } else { tokens[i].to_string() }).collect();
+    format!("{}{}{}", if from > 0 { "… " } else { "" }, words.join(" "), if to < tokens.len() { " …" } else { "" })
 }
 
 /// `label ×count (best score)` for every label seen in the frames.
@@ -163,7 +189,7 @@ mod tests {
         let answer: Answer = serde_json::from_value(serde_json::json!({
             "query": "glass", "clips": 4,
             "hits": [{
-                "start_s": 12.25, "end_s": 21.0, "text": "i would like a glass of water",
+                "start_s": 12.25, "end_s": 21.0, "text": "the house is on the left side of the road i would like a glass of water please i will call you later",
                 "words": [{"word": "glass", "start_s": 15.5, "end_s": 15.9}],
                 "frames": [
                     {"detections": [{"label": "face", "score": 0.9}, {"label": "face", "score": 0.7}]},
@@ -175,8 +201,8 @@ mod tests {
         assert_eq!(
             table(&answer),
             "1 of 4 clips say \"glass\":\n\
-             time           words heard                                        objects seen\n\
-             0:12.2–0:21.0  i would like a GLASS of water (glass at 0:15.5)  face ×2 (0.90)\n"
+             time           words heard                                                             objects seen\n\
+             0:12.2–0:21.0  … road i would like a GLASS of water please i will … (glass at 0:15.5)  face ×2 (0.90)\n"
         );
     }
 

@@ -67,6 +67,30 @@ fn verify_passes_and_every_stage_does_its_work_on_real_media() {
         assert!(stream(&probe, "video").is_some() && stream(&probe, "audio").is_some());
     }
 
+    // The dataflow DAG: per clip, transcription runs while the frames are
+    // sampled and looked at (they need only the compressed clip).
+    let span = |function: &str, scope: &str| {
+        let record = state["steps"].as_array().unwrap().iter().find(|r| r["function"] == function && r["scope"] == scope);
+        let record = record.unwrap_or_else(|| panic!("no {function} step in {scope}: {state:#}"));
+        (record["started_at_ms"].as_u64().unwrap(), record["ended_at_ms"].as_u64().unwrap())
+    };
+    assert_eq!(state["items"].as_object().unwrap().len(), segments.len());
+    for scope in state["items"].as_object().unwrap().keys() {
+        let transcribe = span("transcribe", scope);
+        for function in ["sample-frames", "detect-objects"] {
+            let other = span(function, scope);
+            assert!(other.0 < transcribe.1 && transcribe.0 < other.1, "{scope}: {function} {other:?} did not overlap transcribe {transcribe:?}");
+        }
+    }
+    // No query: every clip is a hit of the answer, with its frames.
+    let result = rt.get_json(state["result"].as_str().expect("the answer is published"));
+    assert_eq!(result["query"], Value::Null, "{result:#}");
+    let hits = result["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), segments.len(), "{result:#}");
+    for (hit, segment) in hits.iter().zip(segments) {
+        assert_eq!((&hit["start_s"], hit["frames"].as_array().map(Vec::is_empty)), (&segment["start_s"], Some(false)), "{hit:#}");
+    }
+
     for (scope, items) in state["items"].as_object().unwrap() {
         // compress-clip: H.264 without sound, and 16 kHz mono WAV.
         let video = support::probe(&download(&rt, items["compressed"].as_str().unwrap(), work.path(), "video.mp4"));
@@ -99,6 +123,64 @@ fn verify_passes_and_every_stage_does_its_work_on_real_media() {
             }
         }
     }
+}
+
+/// `cargo xtask search VIDEO QUERY --json` on the test video; the answer and
+/// the request's state.
+fn search(rt: &Runtime, video: &str, query: &str) -> (Value, Value) {
+    let out = rt.xtask(&["search", video, query, "--json"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "search {query:?} failed: {stderr}");
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+    let id = stderr.split("request ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap_or_else(|| panic!("no request id: {stderr}"));
+    let state = rt.state(id).unwrap_or_else(|| panic!("no state for {id}"));
+    assert_eq!(rt.get_json(state["result"].as_str().unwrap()), answer);
+    (answer, state)
+}
+
+#[test]
+fn search_finds_the_clip_that_says_the_word_and_looks_only_there() {
+    let _heavy = support::heavy();
+    let media = support::media();
+    let rt = runtime();
+    let video = media["video"].as_str().unwrap();
+    let sentences: Vec<&str> = media["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let spans = media["speech_spans"].as_array().unwrap();
+    // `glass` is said once, in the second group's second sentence.
+    let said: Vec<usize> = (0..sentences.len()).filter(|&i| sentences[i].to_lowercase().contains("glass")).collect();
+    assert_eq!(said.len(), 1, "{sentences:?}");
+    let (from, to) = (spans[said[0]][0].as_f64().unwrap(), spans[said[0]][1].as_f64().unwrap());
+
+    let (answer, state) = search(&rt, video, "Glass!");
+    let hits = answer["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{answer:#}");
+    let hit = &hits[0];
+    assert_eq!(hit["clip"], 1, "the second clip: {answer:#}");
+    let words = hit["words"].as_array().unwrap();
+    assert_eq!(words.len(), 1, "{hit:#}");
+    let at = words[0]["start_s"].as_f64().unwrap();
+    assert!(from - 0.5 <= at && at <= to + 0.5, "`glass` heard at {at}s, said in {from}..{to}s: {hit:#}");
+    assert!(hit["start_s"].as_f64().unwrap() <= at && at <= hit["end_s"].as_f64().unwrap(), "{hit:#}");
+    let frames = hit["frames"].as_array().unwrap();
+    assert!(!frames.is_empty(), "{hit:#}");
+    for frame in frames {
+        let t = frame["time_s"].as_f64().unwrap();
+        assert!(hit["start_s"].as_f64().unwrap() <= t && t <= hit["end_s"].as_f64().unwrap(), "{frame}");
+    }
+    let clips = state["items"].as_object().unwrap().len();
+    assert!(clips >= 3, "{state:#}");
+    let summary = &state["summary"];
+    assert_eq!(summary["match-transcript"]["invocations"], clips, "{summary:#}");
+    for function in ["sample-frames", "detect-objects"] {
+        assert_eq!(summary[function]["invocations"], 1, "{function} runs for the matching clip only: {summary:#}");
+        assert_eq!(summary[function]["skipped"], clips - 1, "{summary:#}");
+    }
+
+    let (answer, state) = search(&rt, video, "dashwood");
+    assert_eq!((answer["query"].as_str(), answer["hits"].as_array().map(Vec::len)), (Some("dashwood"), Some(0)), "{answer:#}");
+    let summary = &state["summary"];
+    assert_eq!(summary["detect-objects"]["invocations"], 0, "{summary:#}");
+    assert_eq!(summary["detect-objects"]["skipped"], state["items"].as_object().unwrap().len(), "{summary:#}");
 }
 
 #[test]
@@ -170,14 +252,14 @@ fn twenty_concurrent_requests_account_for_every_artifact() {
         assert_eq!(state["status"], "succeeded", "{id}");
         assert!(!state["items"].as_object().unwrap().is_empty(), "{id}: no clips");
         // One attempt per step: no checksum, temp-file or tool failure was retried away.
-        for step in state["steps"].as_array().unwrap() {
+        for step in state["steps"].as_array().unwrap().iter().filter(|step| step["status"] != "skipped") {
             let attempts = step["attempts"].as_array().unwrap();
             assert_eq!(attempts.len(), 1, "{id}: {step}");
         }
         // Every object under the request is the input, the state or an artifact it names.
         let mut named: BTreeSet<String> = BTreeSet::new();
         let mut collect = |artifacts: &Value| {
-            for value in artifacts.as_object().unwrap().values() {
+            for value in artifacts.as_object().unwrap().values().filter(|value| !value.is_boolean()) {
                 for uri in value.as_array().cloned().unwrap_or_else(|| vec![value.clone()]) {
                     named.insert(rt.store.key_of(uri.as_str().unwrap()).unwrap());
                 }
@@ -188,6 +270,7 @@ fn twenty_concurrent_requests_account_for_every_artifact() {
             collect(items);
         }
         named.insert(format!("requests/{id}/state.json"));
+        named.insert(rt.store.key_of(state["result"].as_str().expect("the answer is published")).unwrap());
         let stored: BTreeSet<String> = rt.keys(&format!("requests/{id}/")).into_iter().collect();
         assert_eq!(stored, named, "{id}");
     }
