@@ -58,7 +58,7 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         flags::Command::Model(model) => {
-            let path = model::fetch_centerface(&model.cache)?;
+            let path = model::fetch(model::DetectorModel::CenterFace, &model.cache)?;
             println!("{}", path.display());
             Ok(ExitCode::SUCCESS)
         }
