@@ -81,6 +81,14 @@ impl DetectorModel {
         self.spec().decoder
     }
 
+    /// The label it gives a face it sees (verify's test video shows one).
+    pub fn face_label(self) -> &'static str {
+        match self {
+            DetectorModel::CenterFace => "face",
+            DetectorModel::Yolov12nCoco => "person",
+        }
+    }
+
     fn spec(self) -> Spec {
         match self {
             DetectorModel::CenterFace => Spec {
