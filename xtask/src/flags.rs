@@ -61,7 +61,7 @@ pub enum Command {
     Search(Search),
     /// Synthesize the deterministic test media (spoken sentences, a picture with faces)
     Media(Media),
-    /// Fetch the detector model into the cache, checked against its pinned SHA-256
+    /// Fetch detector models into the cache, checked against their pinned SHA-256s
     Model(Model),
     /// Measure the runtime's overhead against the same work run directly
     Bench(Bench),
@@ -178,9 +178,16 @@ pub struct Media {
 
 #[derive(Debug, Args)]
 pub struct Model {
-    /// Cache folder for models
-    #[arg(long, env = "VS_MODEL_DIR", default_value = ".cache/models")]
-    pub cache: PathBuf,
+    /// The models to fetch, by the name `parameters.detector.model` takes
+    /// (default: the one the pipeline file selects)
+    #[arg(value_enum, value_name = "NAME", conflicts_with = "all")]
+    pub names: Vec<crate::model::DetectorModel>,
+    /// Fetch every model `parameters.detector.model` can name
+    #[arg(long)]
+    pub all: bool,
+    /// Folder to put them in (default: `parameters.detector.model_dir` of the pipeline file)
+    #[arg(long, env = "VS_MODEL_DIR", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

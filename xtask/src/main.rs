@@ -60,9 +60,18 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             eprintln!("report: {}", flags.out.join("report.md").display());
             Ok(ExitCode::SUCCESS)
         }
-        flags::Command::Model(model) => {
-            let path = model::fetch_centerface(&model.cache)?;
-            println!("{}", path.display());
+        flags::Command::Model(flags) => {
+            let pipeline = pipeline::load(&global.file)?;
+            let detector = &pipeline.parameters.detector;
+            let cache = flags.cache.clone().unwrap_or_else(|| pipeline.dir.join(&detector.model_dir));
+            let models = match (flags.all, flags.names.as_slice()) {
+                (true, _) => model::DetectorModel::ALL.to_vec(),
+                (false, []) => vec![detector.model],
+                (false, names) => names.to_vec(),
+            };
+            for model in models {
+                println!("{}", model::fetch(model, &cache)?.display());
+            }
             Ok(ExitCode::SUCCESS)
         }
         flags::Command::Deploy(_)

@@ -1,4 +1,5 @@
-//! The 80 COCO class names, in the order YOLOv8 models trained on COCO output them.
+//! The 80 COCO class names, in the order YOLOv8 models trained on COCO output them: the labels
+//! of an 80-class YOLOv8 model whose metadata names none.
 
 pub const LABELS: [&str; 80] = [
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",

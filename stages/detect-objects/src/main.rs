@@ -1,7 +1,8 @@
 //! detect-objects (VideoSearcher: object-detector): every sampled frame of a
 //! clip → boxes, scores and labels from an ONNX detector (CenterFace faces by
-//! default; a YOLOv8 COCO model by path), decoded and NMS-filtered. The model
-//! is loaded once at start-up: without it the function does not start.
+//! default; YOLOv12n's COCO objects when `parameters.detector.model` says so),
+//! decoded and NMS-filtered. The model is loaded once at start-up: without it,
+//! or without labels for its classes, the function does not start.
 
 use std::process::ExitCode;
 
@@ -41,7 +42,11 @@ fn main() -> ExitCode {
             nms_iou: param("VS_DETECTOR_NMS_IOU", defaults.nms_iou)?,
             input_size: param("VS_DETECTOR_INPUT_SIZE", defaults.input_size)?,
         };
-        Ok(DetectObjects { detector: Detector::load(&model, decoder, config)?, decoder })
+        let detector = Detector::load(&model, decoder, config)?;
+        if let Some(warning) = detector.warning() {
+            tracing::warn!(model = %model, "{warning}");
+        }
+        Ok(DetectObjects { detector, decoder })
     })
 }
 

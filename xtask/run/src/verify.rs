@@ -61,7 +61,8 @@ pub fn run(pipeline: &Pipeline, target: &dyn Target, flags: &flags::Verify) -> a
         eprintln!("verify failed for request {}: {failure}", outcome.request_id);
         return Ok(false);
     }
-    let problems = rt.block_on(check(&store, &outcome, expected.as_ref()))?;
+    let face_label = pipeline.parameters.detector.model.face_label();
+    let problems = rt.block_on(check(&store, &outcome, expected.as_ref(), face_label))?;
     if problems.is_empty() {
         println!("verify: ok ({} clips, request {})", outcome.clips, outcome.request_id);
         return Ok(true);
@@ -194,7 +195,8 @@ pub(crate) async fn send(
 }
 
 /// Every expected artifact, checked in the store. Returns what is wrong.
-async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>) -> anyhow::Result<Vec<String>> {
+/// `face_label`: what the detector calls a face it sees (`face`, or COCO's `person`).
+async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>, face_label: &str) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     let state = &outcome.state;
     if state["status"] != "succeeded" {
@@ -258,13 +260,13 @@ async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>) ->
                     if !valid {
                         problems.push(format!("{scope}: malformed detection {d}"));
                     }
-                    faces += (d["label"] == "face") as usize;
+                    faces += (d["label"] == face_label) as usize;
                 }
             }
         }
     }
     if expected.is_some_and(|e| e.faces_shown) && faces == 0 {
-        problems.push(format!("the test video shows a face but no face was detected in {frames_total} frames"));
+        problems.push(format!("the test video shows a face but no `{face_label}` was detected in {frames_total} frames"));
     }
     println!("checked: {segment_count} segments, {} clips, {frames_total} frames, {faces} faces", outcome.clips);
     Ok(problems)

@@ -519,7 +519,7 @@ async fn assemble(
     Ok(())
 }
 
-/// Every asset exists; the detector's model is fetched when it is the default one.
+/// Every asset exists; the detector model is fetched when missing.
 fn ensure_assets(pipeline: &Pipeline, function: &Function) -> anyhow::Result<()> {
     for (index, asset) in function.assets.iter().enumerate() {
         if asset.from.is_file() {

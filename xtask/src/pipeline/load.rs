@@ -179,12 +179,18 @@ fn shape_error(source: &Source, err: &serde_yaml::Error) -> Diagnostic {
             .iter()
             .map(|name| format!("`{name}`"))
             .collect();
-        let what = if path.starts_with("targets.") && path.ends_with(".kind") {
-            "target kind"
+        let (what, kinds, more) = if path.starts_with("targets.") && path.ends_with(".kind") {
+            ("target kind", "kinds", "")
+        } else if path == "parameters.detector.model" {
+            ("detector model", "models", " (`cargo xtask model --help` says what each is)")
         } else {
-            "value"
+            ("value", "kinds", "")
         };
-        let help = format!("known kinds: {}", known.join(", "));
+        let mut help = match suggest::closest(value, backticked(expected).iter().map(String::as_str)) {
+            Some(close) => format!("did you mean `{close}`? "),
+            None => String::new(),
+        };
+        help.push_str(&format!("known {kinds}: {}{more}", known.join(", ")));
         let message = format!("unknown {what} `{value}` at `{path}`");
         return at_path(source, err, path, message, Some(help));
     }

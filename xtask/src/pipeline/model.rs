@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::diagnostic::{Diagnostic, Source};
 use super::timeouts::Timeouts;
+pub use crate::model::DetectorModel;
 
 /// The whole pipeline.yaml.
 #[derive(Debug)]
@@ -224,14 +225,22 @@ pub struct FramesParameters {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetectorParameters {
-    /// ONNX model file, as written (relative to `Pipeline::dir` when relative).
-    pub model: PathBuf,
-    /// How to decode the model's outputs (e.g. `centerface`).
-    pub decoder: String,
+    /// The model, by name; it fixes the file and the decoder.
+    pub model: DetectorModel,
+    /// The folder of the model files (`cargo xtask model` fetches them there),
+    /// as written (relative to `Pipeline::dir` when relative).
+    pub model_dir: PathBuf,
     pub score_threshold: f64,
     pub nms_iou: f64,
     /// Square input size (pixels) the frames are resized to.
     pub input_size: u32,
+}
+
+impl DetectorParameters {
+    /// The model's file in `model_dir`, for a pipeline file in the folder `dir`.
+    pub fn model_path(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.model_dir).join(self.model.file())
+    }
 }
 
 /// One serverless function: a binary built from `source`.
@@ -529,9 +538,10 @@ impl Pipeline {
         }
     }
 
-    /// The detector model on this machine (`parameters.detector.model`, absolute).
+    /// The detector model on this machine: the file `parameters.detector.model`
+    /// names in `model_dir` (absolute).
     pub fn detector_model(&self) -> PathBuf {
-        self.dir.join(&self.parameters.detector.model)
+        self.parameters.detector.model_path(&self.dir)
     }
 
     /// Where the detector model is inside the images: the `to` of the asset
@@ -565,7 +575,7 @@ impl Pipeline {
             ),
             ("VS_FRAMES_PER_MINUTE", p.frames.per_minute.to_string()),
             ("VS_DETECTOR_MODEL", model.display().to_string()),
-            ("VS_DETECTOR_DECODER", p.detector.decoder.clone()),
+            ("VS_DETECTOR_DECODER", p.detector.model.decoder().to_string()),
             (
                 "VS_DETECTOR_SCORE_THRESHOLD",
                 p.detector.score_threshold.to_string(),
@@ -601,7 +611,11 @@ mod tests {
 
     /// The repository's pipeline.yaml, loaded from a temp folder with its source folders.
     fn repository_pipeline() -> (tempfile::TempDir, Pipeline) {
-        let text = include_str!("../../../pipeline.yaml");
+        pipeline_from(include_str!("../../../pipeline.yaml"))
+    }
+
+    /// `text` as pipeline.yaml in a temp folder with the repository's source folders.
+    fn pipeline_from(text: &str) -> (tempfile::TempDir, Pipeline) {
         let dir = tempfile::tempdir().unwrap();
         for line in text.lines() {
             if let Some(source) = line.trim().strip_prefix("source: ") {
@@ -653,6 +667,24 @@ mod tests {
         assert_eq!(value("VS_SPEECH_TOP_DB_MIN"), "24");
         assert_eq!(value("VS_DETECTOR_SCORE_THRESHOLD"), "0.5");
         assert_eq!(value("VS_COMPRESS_AUDIO_SAMPLE_RATE"), "16000");
+    }
+
+    #[test]
+    fn one_line_switches_the_detector_model_its_decoder_and_its_asset() {
+        let text = include_str!("../../../pipeline.yaml");
+        assert_eq!(text.matches("model: centerface").count(), 1);
+        let (dir, pipeline) = pipeline_from(&text.replace("model: centerface", "model: yolov12n-coco"));
+        let models = dir.path().canonicalize().unwrap().join(".cache/models");
+        assert_eq!(pipeline.detector_model(), models.join("yolov12n.onnx"));
+        let env = pipeline.parameter_env(Path::new("/opt/m.onnx"));
+        let value = |name: &str| env.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        assert_eq!(value("VS_DETECTOR_DECODER"), "yolov8");
+        let detector = pipeline.function("detect-objects").unwrap();
+        assert_eq!(detector.assets[0].from, models.join("yolov12n.onnx"), "the image carries the chosen model");
+        assert_eq!(pipeline.detector_model_in_images(), Some("/opt/videosearcher/models/detector.onnx"));
+
+        let (_dir, pipeline) = repository_pipeline();
+        assert_eq!(pipeline.parameters.detector.model, DetectorModel::CenterFace, "the default stays MIT-licensed");
     }
 
     #[test]

@@ -88,11 +88,15 @@ pub enum RawBaseRecipe {
     Dockerfile,
 }
 
-/// A file copied into a function's image.
+/// A file copied into a function's image: `from` a path, or the detector
+/// model `parameters.detector.model` names (`detector_model: true`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAsset {
-    pub from: PathBuf,
+    #[serde(default)]
+    pub from: Option<PathBuf>,
+    #[serde(default)]
+    pub detector_model: bool,
     pub to: String,
 }
 

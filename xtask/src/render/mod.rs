@@ -199,7 +199,7 @@ pub fn render(pipeline: &Pipeline, target: &str, images: &BuiltImages) -> anyhow
         pipeline.error_at(
             "parameters.detector.model",
             "no function's `assets:` carries the detector model, so no image has it",
-            Some("add it to the `assets:` of the function that runs the detector, with `to:` its path in the image".into()),
+            Some("add `{ detector_model: true, to: <its path in the image> }` to the `assets:` of the function that runs the detector".into()),
         )
     })?;
     let detector_model = Path::new(detector_model);

@@ -790,6 +790,45 @@ fn nms_iou_outside_unit_interval_is_rejected() {
 }
 
 #[test]
+fn unknown_detector_model_suggests_a_known_one() {
+    Fixture::good()
+        .replace("model: centerface", "model: yolov12n")
+        .fails(expect![[r#"
+            error: unknown detector model `yolov12n` at `parameters.detector.model`
+               --> pipeline.yaml:108:12
+            108 |     model: yolov12n # faces, MIT; or yolov12n-coco: the 80 COCO classes, AGPL-3.0 weights (README)
+                |            ^^^^^^^^
+            help: did you mean `yolov12n-coco`? known models: `centerface`, `yolov12n-coco` (`cargo xtask model --help` says what each is)
+        "#]]);
+}
+
+#[test]
+fn detector_model_asset_cannot_also_name_a_file() {
+    Fixture::good()
+        .replace("      - detector_model: true\n", "      - detector_model: true\n        from: model.onnx\n")
+        .fails(expect![[r#"
+            error: an asset is either a file (`from`) or the detector model (`detector_model: true`), not both
+               --> pipeline.yaml:193:9
+            193 |       - detector_model: true
+                |         ^^^^^^^^^^^^^^
+            help: remove `from:`: the detector model is the file `parameters.detector.model` names
+        "#]]);
+}
+
+#[test]
+fn asset_without_a_source_is_rejected() {
+    Fixture::good()
+        .replace("      - detector_model: true\n", "      - detector_model: false\n")
+        .fails(expect![[r#"
+            error: asset `functions.detect-objects.assets[0]` says nothing to copy
+               --> pipeline.yaml:193:9
+            193 |       - detector_model: false
+                |         ^^^^^^^^^^^^^^^^^^^^^
+            help: add `from:` (a file, relative to the pipeline file's folder), or `detector_model: true` for the model `parameters.detector.model` names
+        "#]]);
+}
+
+#[test]
 fn zero_sample_rate_is_rejected() {
     Fixture::good()
         .replace("audio_sample_rate: 16000", "audio_sample_rate: 0")
@@ -857,12 +896,12 @@ fn registry_with_a_scheme_is_refused() {
 #[test]
 fn asset_destination_must_be_an_absolute_file_path() {
     Fixture::good()
-        .replace("to: /opt/videosearcher/models/centerface.onnx", "to: models/centerface.onnx")
+        .replace("to: /opt/videosearcher/models/detector.onnx", "to: models/detector.onnx")
         .fails(expect![[r#"
-            error: asset destination `models/centerface.onnx` is not an absolute file path
+            error: asset destination `models/detector.onnx` is not an absolute file path
                --> pipeline.yaml:194:13
-            194 |         to: models/centerface.onnx
-                |             ^^^^^^^^^^^^^^^^^^^^^^
+            194 |         to: models/detector.onnx
+                |             ^^^^^^^^^^^^^^^^^^^^
             help: write where the file goes inside the image, like `/opt/videosearcher/models/model.onnx`
         "#]]);
 }

@@ -43,8 +43,8 @@ const PARAMETERS: &str = "parameters:
   frames:
     per_minute: 12
   detector:
-    model: .cache/models/centerface.onnx
-    decoder: centerface
+    model: centerface
+    model_dir: .cache/models
     score_threshold: 0.5
     nms_iou: 0.3
     input_size: 640
@@ -61,8 +61,7 @@ pub fn repo_pipeline(edit: impl FnOnce(String) -> String) -> String {
     let yaml = std::fs::read_to_string(repo.join("pipeline.yaml")).unwrap();
     let yaml = yaml
         .replace("source: stages/", &format!("source: {}/stages/", repo.display()))
-        .replace("model: .cache/", &format!("model: {}/.cache/", repo.display()))
-        .replace("from: .cache/", &format!("from: {}/.cache/", repo.display()))
+        .replace("model_dir: .cache/", &format!("model_dir: {}/.cache/", repo.display()))
         .replace("base: base-image", &format!("base: {}/base-image", repo.display()));
     edit(yaml)
 }

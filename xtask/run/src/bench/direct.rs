@@ -60,7 +60,7 @@ impl Direct {
         let p = &pipeline.parameters;
         let transcribe = transcribe::Options::default();
         transcribe::check_tools(&transcribe)?;
-        let decoder: DecoderKind = p.detector.decoder.parse()?;
+        let decoder: DecoderKind = p.detector.model.decoder().parse()?;
         let config = DetectorConfig {
             score_threshold: p.detector.score_threshold as f32,
             nms_iou: p.detector.nms_iou as f32,

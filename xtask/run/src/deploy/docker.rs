@@ -11,7 +11,7 @@ pub fn prepare(pipeline: &Pipeline) -> anyhow::Result<()> {
             .error_at(
                 "parameters.detector.model",
                 "no function's `assets:` carries the detector model, so no image has it",
-                Some("add it to detect-objects: `assets: [{ from: <this path>, to: /opt/videosearcher/models/<file> }]`".into()),
+                Some("add it to detect-objects: `assets: [{ detector_model: true, to: /opt/videosearcher/models/detector.onnx }]`".into()),
             )
             .into());
     }

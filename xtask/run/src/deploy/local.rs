@@ -39,10 +39,7 @@ impl<'a> Embedded<'a> {
             TargetKind::Local(_) => {
                 let pipeline = self.pipeline;
                 xtask::model::ensure(&pipeline.detector_model()).map_err(|e| {
-                    let help = format!(
-                        "put the ONNX file there, or use the default `.cache/models/{}`, which is fetched",
-                        xtask::model::CENTERFACE_FILE
-                    );
+                    let help = "fetch it with `cargo xtask model`".to_string();
                     pipeline.error_at("parameters.detector.model", format!("{e:#}"), Some(help))
                 })?;
                 Ok(())

@@ -132,7 +132,25 @@ impl Checker<'_> {
                     format!("give each its own destination (the first is `{function}.assets[{first}]`)"),
                 ));
             }
-            let from: PathBuf = self.dir.join(&asset.from);
+            let at = format!("{function}.assets[{index}]");
+            let from: PathBuf = match (asset.from, asset.detector_model) {
+                (Some(from), false) => self.dir.join(from),
+                (None, true) => self.detector_model.to_path_buf(),
+                (Some(_), true) => {
+                    return Err(self.source.error_at_key(
+                        &format!("{at}.detector_model"),
+                        "an asset is either a file (`from`) or the detector model (`detector_model: true`), not both",
+                        Some("remove `from:`: the detector model is the file `parameters.detector.model` names".into()),
+                    ))
+                }
+                (None, false) => {
+                    return Err(self.error(
+                        &at,
+                        format!("asset `{at}` says nothing to copy"),
+                        "add `from:` (a file, relative to the pipeline file's folder), or `detector_model: true` for the model `parameters.detector.model` names",
+                    ))
+                }
+            };
             assets.push(Asset { from, to: asset.to });
         }
         Ok(assets)

@@ -28,10 +28,12 @@ type Checked<T> = Result<T, Diagnostic>;
 
 /// Check `raw` and build the model; `dir` is the absolute folder of the file.
 pub fn check(raw: RawPipeline, source: Source, dir: PathBuf) -> Checked<Pipeline> {
+    let detector_model = raw.parameters.detector.model_path(&dir);
     let checker = Checker {
         source: &source,
         dir: &dir,
         secrets: &raw.secrets,
+        detector_model: &detector_model,
     };
     let settings = checker.timeout_settings(&raw.timeouts)?;
     let storage = checker.storage(raw.storage)?;
@@ -76,6 +78,8 @@ struct Checker<'a> {
     source: &'a Source,
     dir: &'a Path,
     secrets: &'a [String],
+    /// The file `parameters.detector.model` names, for `detector_model: true` assets.
+    detector_model: &'a Path,
 }
 
 impl Checker<'_> {
