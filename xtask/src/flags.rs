@@ -238,6 +238,20 @@ pub enum BenchWhat {
     /// Measure the experiment's load generator alone: how late its starts
     /// are at a steady rate (goal: p99 below 1 ms at 200 req/s)
     Schedule(BenchSchedule),
+    /// Measure what the dataflow DAG and the query buy on the test video:
+    /// critical path against latency, CPU with a query matching one clip
+    /// against none (goal <= 0.7), latency against the per-clip chain
+    Search(BenchSearch),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSearch {
+    /// Rounds of measured requests (each: no query on both runtimes, then the query)
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// The query; the default is said in one clip of the test video
+    #[arg(long, default_value = "glass of water")]
+    pub query: String,
 }
 
 #[derive(Debug, Args)]

@@ -80,6 +80,11 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             experiment::run(&pipeline, global, experiment)?;
             Ok(ExitCode::SUCCESS)
         }
+        flags::Command::Bench(flags::Bench { what: Some(flags::BenchWhat::Search(bench)), .. }) => {
+            let pipeline = pipeline::load(&global.file)?;
+            bench::search(&pipeline, global, bench)?;
+            Ok(ExitCode::SUCCESS)
+        }
         flags::Command::Bench(flags::Bench { what: Some(flags::BenchWhat::Schedule(bench)), .. }) => {
             experiment::bench_schedule(bench.rate, bench.seconds)?;
             Ok(ExitCode::SUCCESS)

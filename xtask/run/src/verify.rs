@@ -265,6 +265,18 @@ async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>, fa
             }
         }
     }
+    // No query: the answer lists every clip.
+    match state["result"].as_str() {
+        None if answers => problems.push("the request published no answer (`result` in its state)".into()),
+        None => {}
+        Some(uri) => {
+            let answer: serde_json::Value = serde_json::from_slice(&store.get_bytes(uri).await?)?;
+            let hits = answer["hits"].as_array().map_or(0, Vec::len);
+            if hits != segment_count {
+                problems.push(format!("the answer has {hits} hits for {segment_count} clips and no query"));
+            }
+        }
+    }
     if expected.is_some_and(|e| e.faces_shown) && faces == 0 {
         problems.push(format!("the test video shows a face but no `{face_label}` was detected in {frames_total} frames"));
     }
@@ -284,18 +296,19 @@ fn words(text: &str) -> BTreeSet<String> {
 pub fn print_table(state: &serde_json::Value) {
     let Some(summary) = state["summary"].as_object() else { return };
     println!(
-        "{:<16} {:>5} {:>5} {:>10} {:>10} {:>10} {:>9} {:>10}",
-        "function", "calls", "cold", "total ms", "max ms", "peak MiB", "limit", "cost GB-s"
+        "{:<16} {:>5} {:>5} {:>5} {:>10} {:>10} {:>10} {:>9} {:>10}",
+        "function", "calls", "cold", "skip", "total ms", "max ms", "peak MiB", "limit", "cost GB-s"
     );
     let mut cost = 0.0;
     for (function, s) in summary {
         let f = |k: &str| s[k].as_f64().unwrap_or(0.0);
         cost += f("cost_units");
         println!(
-            "{:<16} {:>5} {:>5} {:>10.0} {:>10.0} {:>10.1} {:>7}Mi {:>10.3}",
+            "{:<16} {:>5} {:>5} {:>5} {:>10.0} {:>10.0} {:>10.1} {:>7}Mi {:>10.3}",
             function,
             f("invocations"),
             f("cold_starts"),
+            f("skipped"),
             f("duration_ms_total"),
             f("duration_ms_max"),
             f("peak_rss_mb_max"),
@@ -303,5 +316,5 @@ pub fn print_table(state: &serde_json::Value) {
             f("cost_units")
         );
     }
-    println!("{:<16} {:>76.3}", "total", cost);
+    println!("{:<16} {:>82.3}", "total", cost);
 }

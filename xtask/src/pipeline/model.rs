@@ -473,7 +473,86 @@ pub struct Retry {
     pub backoff: Duration,
 }
 
+/// The fan-out as a node of the request's graph: what it waits for, what it
+/// produces, and what it costs.
+pub struct FanNode {
+    pub needs: Vec<String>,
+    pub produces: Vec<String>,
+    pub cost: Duration,
+}
+
+/// The longest chain through `steps` by `cost` (and through the fan-out
+/// node, listed with an empty name), following each step's needs to their
+/// producers: its steps in order with their costs, and its total. The steps
+/// are acyclic (checked); the depth bound only keeps a cycle in a hand-built
+/// model from recursing forever.
+pub fn longest_chain(steps: &[Step], cost: &dyn Fn(&Step) -> Duration, fan: Option<&FanNode>) -> (Vec<(String, Duration)>, Duration) {
+    struct Node<'a> {
+        name: String,
+        produces: &'a [String],
+        needs: Vec<&'a String>,
+        cost: Duration,
+    }
+    let mut nodes: Vec<Node> = steps
+        .iter()
+        .map(|step| Node { name: step.function.clone(), produces: &step.produces, needs: step.needs.iter().chain(&step.when).collect(), cost: cost(step) })
+        .collect();
+    if let Some(fan) = fan {
+        nodes.push(Node { name: String::new(), produces: &fan.produces, needs: fan.needs.iter().collect(), cost: fan.cost });
+    }
+    // Per node: when it ends at the latest, and the node before it on its chain.
+    fn settle(node: usize, nodes: &[Node], finish: &mut [Option<(Duration, Option<usize>)>], depth: usize) -> Duration {
+        if let Some((end, _)) = finish[node] {
+            return end;
+        }
+        let mut before = (Duration::ZERO, None);
+        if depth <= nodes.len() {
+            for need in &nodes[node].needs {
+                let producer = nodes.iter().position(|n| n.produces.contains(need));
+                if let Some(p) = producer.filter(|p| *p != node) {
+                    let end = settle(p, nodes, finish, depth + 1);
+                    if end > before.0 {
+                        before = (end, Some(p));
+                    }
+                }
+            }
+        }
+        let end = before.0 + nodes[node].cost;
+        finish[node] = Some((end, before.1));
+        end
+    }
+    let mut finish = vec![None; nodes.len()];
+    for node in 0..nodes.len() {
+        settle(node, &nodes, &mut finish, 0);
+    }
+    let Some(last) = (0..nodes.len()).max_by_key(|&node| finish[node].map(|(end, _)| end)) else {
+        return (Vec::new(), Duration::ZERO);
+    };
+    let total = finish[last].map_or(Duration::ZERO, |(end, _)| end);
+    let mut path = Vec::new();
+    let mut at = Some(last);
+    while let Some(node) = at {
+        path.push((nodes[node].name.clone(), nodes[node].cost));
+        at = finish[node].and_then(|(_, before)| before);
+    }
+    path.reverse();
+    (path, total)
+}
+
 impl Dag {
+    /// The fan-out as a node of the request's graph, costing `cost`: it
+    /// needs `over` and what its steps take from the request, and produces
+    /// its `collect`.
+    pub fn fan_node(&self, cost: Duration) -> Option<FanNode> {
+        self.fan_out.as_ref().map(|fan| {
+            let inside: Vec<&String> = fan.steps.iter().flat_map(|step| &step.produces).chain([&fan.item]).collect();
+            let mut needs = vec![fan.over.clone()];
+            let outer = fan.steps.iter().flat_map(|step| step.needs.iter().chain(&step.when)).filter(|name| !inside.contains(name));
+            needs.extend(outer.cloned());
+            FanNode { needs, produces: fan.collect.iter().cloned().collect(), cost }
+        })
+    }
+
     /// Number of steps, linear and fanned out, without the entry.
     pub fn step_count(&self) -> usize {
         self.steps.len()

@@ -26,7 +26,7 @@
 
 use std::time::Duration;
 
-use super::{Dag, Function, Step};
+use super::{longest_chain, Dag, Function, Step};
 
 /// A duration as people read it: `1h 30m`, `93s`, `4m 40s 500ms`.
 fn d(duration: Duration) -> String {
@@ -127,18 +127,12 @@ pub struct RequestBudget {
 }
 
 impl RequestBudget {
-    /// The longest chain of `dag` by `budget`. The DAG is acyclic (checked
-    /// before); the fan-out is one node of the request's graph, whose cost
-    /// is its own longest chain `waves` times.
+    /// The longest chain of `dag` by `budget`; the fanned-out chain counts
+    /// `waves` times.
     fn longest_chain(dag: &Dag, budget: &dyn Fn(&Step) -> Duration) -> RequestBudget {
         let waves = dag.fan_out.as_ref().map_or(0, |fan| fan.max_items.div_ceil(fan.max_parallel.max(1)) as u32);
-        let inner = dag.fan_out.as_ref().map(|fan| chain(&fan.steps, budget, None)).unwrap_or_default();
-        let fan_node = dag.fan_out.as_ref().map(|fan| {
-            let mut needs: Vec<String> = vec![fan.over.clone()];
-            needs.extend(fan.steps.iter().flat_map(|step| step.needs.iter().chain(&step.when)).cloned());
-            FanNode { needs, produces: fan.collect.iter().cloned().collect(), cost: inner.1 * waves }
-        });
-        let (steps, total) = chain(&dag.steps, budget, fan_node.as_ref());
+        let inner = dag.fan_out.as_ref().map(|fan| longest_chain(&fan.steps, budget, None)).unwrap_or_default();
+        let (steps, total) = longest_chain(&dag.steps, budget, dag.fan_node(inner.1 * waves).as_ref());
         let mut expanded = Vec::new();
         let mut fanned = false;
         for (name, cost) in steps {
@@ -151,68 +145,6 @@ impl RequestBudget {
         }
         RequestBudget { steps: expanded, waves: if fanned { waves } else { 0 }, total }
     }
-}
-
-/// The fan-out as a node of the request's graph.
-struct FanNode {
-    needs: Vec<String>,
-    produces: Vec<String>,
-    cost: Duration,
-}
-
-/// The longest chain through `steps` (and the fan-out node, listed with an
-/// empty name): its steps in order, and its cost.
-fn chain(steps: &[Step], budget: &dyn Fn(&Step) -> Duration, fan: Option<&FanNode>) -> (Vec<(String, Duration)>, Duration) {
-    // Nodes: the steps, then the fan-out.
-    let mut nodes: Vec<(String, &[String], Vec<&String>, Duration)> =
-        steps.iter().map(|step| (step.function.clone(), step.produces.as_slice(), step.needs.iter().chain(&step.when).collect(), budget(step))).collect();
-    if let Some(fan) = fan {
-        nodes.push((String::new(), fan.produces.as_slice(), fan.needs.iter().collect(), fan.cost));
-    }
-    let producer = |name: &String| nodes.iter().position(|(_, produces, _, _)| produces.contains(name));
-    let mut finish: Vec<Option<(Duration, Option<usize>)>> = vec![None; nodes.len()];
-    fn settle(
-        node: usize,
-        nodes: &[(String, &[String], Vec<&String>, Duration)],
-        producer: &dyn Fn(&String) -> Option<usize>,
-        finish: &mut Vec<Option<(Duration, Option<usize>)>>,
-        depth: usize,
-    ) -> Duration {
-        if let Some((end, _)) = finish[node] {
-            return end;
-        }
-        let mut before: (Duration, Option<usize>) = (Duration::ZERO, None);
-        // The DAG is checked acyclic first; the depth bound only keeps a
-        // cycle in a hand-built model from recursing forever.
-        if depth <= nodes.len() {
-            for need in &nodes[node].2 {
-                if let Some(p) = producer(need).filter(|p| *p != node) {
-                    let end = settle(p, nodes, producer, finish, depth + 1);
-                    if end > before.0 {
-                        before = (end, Some(p));
-                    }
-                }
-            }
-        }
-        let end = before.0 + nodes[node].3;
-        finish[node] = Some((end, before.1));
-        end
-    }
-    for node in 0..nodes.len() {
-        settle(node, &nodes, &producer, &mut finish, 0);
-    }
-    let Some(last) = (0..nodes.len()).max_by_key(|&node| finish[node].map(|(end, _)| end)) else {
-        return (Vec::new(), Duration::ZERO);
-    };
-    let total = finish[last].map_or(Duration::ZERO, |(end, _)| end);
-    let mut path = Vec::new();
-    let mut at = Some(last);
-    while let Some(node) = at {
-        path.push((nodes[node].0.clone(), nodes[node].3));
-        at = finish[node].and_then(|(_, before)| before);
-    }
-    path.reverse();
-    (path, total)
 }
 
 impl Settings {

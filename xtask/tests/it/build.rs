@@ -126,8 +126,18 @@ fn built_images(stdout: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-const FUNCTIONS: [&str; 8] =
-    ["orchestrator", "extract-audio", "detect-speech", "cut-clips", "compress-clip", "transcribe", "sample-frames", "detect-objects"];
+const FUNCTIONS: [&str; 10] = [
+    "orchestrator",
+    "extract-audio",
+    "detect-speech",
+    "cut-clips",
+    "compress-clip",
+    "transcribe",
+    "sample-frames",
+    "detect-objects",
+    "match-transcript",
+    "answer",
+];
 
 #[test]
 fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {
@@ -135,9 +145,9 @@ fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {
     let _heavy = support::heavy();
     let ws = Workspace::copy();
 
-    // 1. Everything, pushed: the base and eight functions, two platforms each.
+    // 1. Everything, pushed: the base and ten functions, two platforms each.
     let stdout = ws.build(&["--push"]);
-    assert_eq!(counts(&stdout), (18, 18, 0), "{stdout}");
+    assert_eq!(counts(&stdout), (22, 22, 0), "{stdout}");
     let images = ws.images();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let http = reqwest::Client::new();
@@ -178,7 +188,7 @@ fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {
     docker_target(&ws, &images);
 
     // 3. Nothing changed: nothing built.
-    assert_eq!(counts(&ws.build(&[])), (0, 0, 18));
+    assert_eq!(counts(&ws.build(&[])), (0, 0, 22));
 
     // 4. One function's source: that function, both platforms, naming the file.
     ws.append("stages/cut-clips/src/main.rs", "\n// a change\n");
@@ -186,10 +196,10 @@ fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {
     assert_eq!(built_images(&stdout), [("cut-clips".into(), "linux/amd64".into()), ("cut-clips".into(), "linux/arm64".into())], "{stdout}");
     assert!(stdout.contains("changed source stages/cut-clips/src/main.rs"), "{stdout}");
 
-    // 5. The shared runtime crate: every function that uses it (all eight).
+    // 5. The shared runtime crate: every function that uses it (all ten).
     ws.append("stages/runtime/src/lib.rs", "\n// a change\n");
     let stdout = ws.build(&[]);
-    assert_eq!(counts(&stdout).0, 16, "{stdout}");
+    assert_eq!(counts(&stdout).0, 20, "{stdout}");
     assert!(stdout.contains("changed source stages/runtime/src/lib.rs"), "{stdout}");
 
     // 6. A Cargo.lock change outside every function's closure: nothing.
@@ -199,12 +209,12 @@ fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {
     std::fs::write(ws.path("xtask/Cargo.toml"), manifest.replacen("[dependencies]\n", "[dependencies]\nitoa = \"1\"\n", 1)).unwrap();
     let stdout = ws.build(&[]);
     assert_ne!(std::fs::read_to_string(ws.path("Cargo.lock")).unwrap(), lock_before, "the lock file changed");
-    assert_eq!(counts(&stdout), (0, 0, 18), "{stdout}");
+    assert_eq!(counts(&stdout), (0, 0, 22), "{stdout}");
 
     // 7. The base recipe: the base and every function, both platforms.
     ws.append("base-image/Dockerfile", "LABEL dev.videosearcher.note=\"a change\"\n");
     let stdout = ws.build(&[]);
-    assert_eq!(counts(&stdout).0, 18, "{stdout}");
+    assert_eq!(counts(&stdout).0, 22, "{stdout}");
     assert!(stdout.contains("changed base-image/Dockerfile"), "{stdout}");
     assert!(stdout.contains("changed base image"), "{stdout}");
 }
@@ -415,7 +425,7 @@ fn docker_target(ws: &Workspace, images: &Value) {
         stdout
     };
     let removed = openfaas(&["teardown"]);
-    assert!(removed.contains("8 functions removed"), "{removed}");
+    assert!(removed.contains("10 functions removed"), "{removed}");
     assert_eq!(get("/system/functions"), serde_json::json!([]), "no function left in the gateway");
     assert!(FUNCTIONS.iter().all(|f| containers(f).is_empty()), "their containers are gone");
     let deployed = openfaas(&["deploy"]);
@@ -433,7 +443,7 @@ fn docker_target(ws: &Workspace, images: &Value) {
     let again = openfaas(&["deploy"]);
     assert!(again.lines().any(|l| l.starts_with("update ") && l.contains("detect-objects")), "PUT the second time: {again}");
     let status = openfaas(&["status"]);
-    assert!(status.contains("target `openfaas` (openfaas): 8 of 8 functions deployed"), "{status}");
+    assert!(status.contains("target `openfaas` (openfaas): 10 of 10 functions deployed"), "{status}");
     assert!(!openfaas(&["logs", "extract-audio"]).trim().is_empty(), "the gateway serves the function's log");
     // Through this target too: scaled to zero, then called, a new container.
     // (The update above replaced the replica; a call starts one.)

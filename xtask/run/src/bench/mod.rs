@@ -12,6 +12,7 @@ pub mod build;
 mod cpu;
 mod direct;
 mod report;
+mod search;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ use report::{Figures, Invocation, Request};
 
 /// Measure, print the figures and write them to `<state_dir>/bench.json`
 /// (`.xtask/bench-<target>` unless `--state-dir` says otherwise).
+pub use search::run as search;
+
 pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Bench) -> anyhow::Result<()> {
     if flags.runs == 0 {
         bail!("--runs 0 leaves nothing to take a median of\nhelp: use --runs 3 or more");
