@@ -92,7 +92,7 @@ impl Handler for Fault {
         if let Some(n) = stage_runtime::var("FAULT_ITEMS").ok().flatten().and_then(|n| n.parse::<usize>().ok()) {
             outputs.insert("items".into(), Artifact::Many(vec![uri; n]));
         }
-        if let Some(flag) = stage_runtime::var("FAULT_FLAG").map_err(anyhow::Error::from)? {
+        if let Some(flag) = stage_runtime::var("FAULT_FLAG")? {
             let (name, value) = flag.split_once(':').ok_or_else(|| anyhow::anyhow!("FAULT_FLAG={flag}: write NAME:VALUE"))?;
             let value = match value {
                 "true" => true,

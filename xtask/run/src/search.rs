@@ -57,12 +57,7 @@ pub fn run(pipeline: &Pipeline, target: &dyn Target, flags: &flags::Search) -> a
         bail!("{} is not a file\nhelp: give the path of a video to search", flags.video.display());
     }
     let endpoints = target.endpoints()?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let store = {
-        let _guard = rt.enter();
-        endpoints.store()?
-    };
-    rt.block_on(verify::preflight(pipeline, &endpoints.gateway_url, &store))?;
+    let (rt, store) = verify::connect(pipeline, &endpoints)?;
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(Duration::from_millis(120));
     let request_id = format!("search-{}", uuid::Uuid::new_v4().simple());

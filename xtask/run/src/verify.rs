@@ -13,7 +13,7 @@ use anyhow::{bail, Context as _};
 use serde::Deserialize;
 use stage_runtime::{Artifact, Artifacts, Invocation, Store};
 
-use crate::deploy::Target;
+use crate::deploy::{Endpoints, Target};
 use crate::flags;
 use crate::pipeline::Pipeline;
 
@@ -35,12 +35,7 @@ pub fn run(pipeline: &Pipeline, target: &dyn Target, flags: &flags::Verify) -> a
             (media.video.clone(), Some(expected))
         }
     };
-    let rt = tokio::runtime::Runtime::new()?;
-    let store = {
-        let _guard = rt.enter();
-        endpoints.store()?
-    };
-    rt.block_on(preflight(pipeline, &endpoints.gateway_url, &store))?;
+    let (rt, store) = connect(pipeline, &endpoints)?;
     let progress = indicatif::ProgressBar::new_spinner();
     progress.enable_steady_tick(Duration::from_millis(120));
     let request_id = format!("verify-{}", uuid::Uuid::new_v4().simple());
@@ -62,7 +57,7 @@ pub fn run(pipeline: &Pipeline, target: &dyn Target, flags: &flags::Verify) -> a
         return Ok(false);
     }
     let face_label = pipeline.parameters.detector.model.face_label();
-    let problems = rt.block_on(check(&store, &outcome, expected.as_ref(), face_label))?;
+    let problems = rt.block_on(check(&store, &outcome, expected.as_ref(), face_label, pipeline.dag.result.is_some()))?;
     if problems.is_empty() {
         println!("verify: ok ({} clips, request {})", outcome.clips, outcome.request_id);
         return Ok(true);
@@ -75,6 +70,18 @@ pub fn run(pipeline: &Pipeline, target: &dyn Target, flags: &flags::Verify) -> a
 }
 
 /// Name what is missing before sending anything.
+/// A tokio runtime and the target's store, once the gateway, every
+/// function it runs and the store answer.
+pub(crate) fn connect(pipeline: &Pipeline, endpoints: &Endpoints) -> anyhow::Result<(tokio::runtime::Runtime, Store)> {
+    let rt = tokio::runtime::Runtime::new()?;
+    let store = {
+        let _guard = rt.enter();
+        endpoints.store()?
+    };
+    rt.block_on(preflight(pipeline, &endpoints.gateway_url, &store))?;
+    Ok((rt, store))
+}
+
 pub(crate) async fn preflight(pipeline: &Pipeline, gateway: &str, store: &Store) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let health = client.get(format!("{gateway}/healthz")).send().await;
@@ -196,7 +203,7 @@ pub(crate) async fn send(
 
 /// Every expected artifact, checked in the store. Returns what is wrong.
 /// `face_label`: what the detector calls a face it sees (`face`, or COCO's `person`).
-async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>, face_label: &str) -> anyhow::Result<Vec<String>> {
+async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>, face_label: &str, answers: bool) -> anyhow::Result<Vec<String>> {
     let mut problems = Vec::new();
     let state = &outcome.state;
     if state["status"] != "succeeded" {

@@ -28,21 +28,15 @@ pub struct Diagnostic {
     /// The text of line `line`, without its newline.
     pub source_line: String,
     pub help: Option<String>,
-    /// A warning does not stop the command; it is printed as `warning:`.
-    pub warning: bool,
 }
 
 impl Diagnostic {
-    pub fn into_warning(self) -> Diagnostic {
-        Diagnostic { warning: true, ..self }
+    pub fn into_warning(self) -> Warning {
+        Warning(self)
     }
-}
 
-impl std::error::Error for Diagnostic {}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", if self.warning { "warning" } else { "error" }, self.message)?;
+    fn write(&self, f: &mut fmt::Formatter<'_>, label: &str) -> fmt::Result {
+        write!(f, "{label}: {}", self.message)?;
         if self.line == 0 {
             write!(f, "\n  --> {}", self.path.display())?;
         } else {
@@ -65,6 +59,25 @@ impl fmt::Display for Diagnostic {
             write!(f, "\nhelp: {help}")?;
         }
         Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostic {}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write(f, "error")
+    }
+}
+
+/// What is worth saying about the file but does not stop the command,
+/// shown like an error under `warning:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning(pub Diagnostic);
+
+impl fmt::Display for Warning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.write(f, "warning")
     }
 }
 
@@ -112,7 +125,6 @@ impl Source {
             width,
             source_line,
             help,
-            warning: false,
         }
     }
 
@@ -158,7 +170,6 @@ pub fn error_in_file(path: &Path, message: impl Into<String>, help: Option<Strin
         width: 0,
         source_line: String::new(),
         help,
-        warning: false,
     }
 }
 
@@ -184,7 +195,6 @@ mod tests {
             width: 3,
             source_line: "  ack_wait: 30m".into(),
             help: Some("raise it to >= 1h 30m 33s".into()),
-            warning: false,
         };
         assert_eq!(
             diag.to_string(),

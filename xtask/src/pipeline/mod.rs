@@ -14,7 +14,7 @@ mod suggest;
 pub mod timeouts;
 mod units;
 
-pub use diagnostic::Diagnostic;
+pub use diagnostic::{Diagnostic, Warning};
 pub use load::{load, parse_manifest};
 pub use model::*;
 pub use units::{format_duration, parse_cpu, parse_duration, parse_memory};

@@ -33,7 +33,7 @@ pub struct Pipeline {
     /// Experiment regimes by name, in file order.
     pub experiments: IndexMap<String, Regime>,
     /// What `check` found worth saying that is not an error (artifacts nothing uses).
-    pub warnings: Vec<super::Diagnostic>,
+    pub warnings: Vec<super::Warning>,
     /// Absolute folder of the pipeline file; relative paths in it are relative to this.
     pub dir: PathBuf,
     /// The file's text and positions, to point later errors into it.

@@ -93,7 +93,6 @@ fn diagnostic(err: &minijinja::Error, source: &str) -> Diagnostic {
         width,
         source_line: if line == 0 { String::new() } else { source_line },
         help: Some(help.to_string()),
-        warning: false,
     }
 }
 

@@ -16,7 +16,7 @@ use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use serde_json::Value;
 
-use crate::support;
+use crate::support::{self, FUNCTIONS};
 
 const REGISTRY: &str = "127.0.0.1:5000";
 const SERVICES_HELP: &str = "start the Docker Engine and the registry with `bash .ci/services` (as root; it needs `apt-get install docker.io docker-registry qemu-user-static binfmt-support mmdebstrap`)";
@@ -126,18 +126,6 @@ fn built_images(stdout: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-const FUNCTIONS: [&str; 10] = [
-    "orchestrator",
-    "extract-audio",
-    "detect-speech",
-    "cut-clips",
-    "compress-clip",
-    "transcribe",
-    "sample-frames",
-    "detect-objects",
-    "match-transcript",
-    "answer",
-];
 
 #[test]
 fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {

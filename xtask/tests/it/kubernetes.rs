@@ -346,20 +346,9 @@ fn deploy_applies_every_object_changes_nothing_again_and_prunes_a_removed_functi
     assert!(ok, "{stdout}\n{stderr}");
     let first = fixture.objects();
     let (ns, of) = (&fixture.namespace, &fixture.openfaas_namespace);
-    let expected: BTreeSet<String> = [
-        "orchestrator",
-        "extract-audio",
-        "detect-speech",
-        "cut-clips",
-        "compress-clip",
-        "transcribe",
-        "sample-frames",
-        "detect-objects",
-        "match-transcript",
-        "answer",
-        "extra",
-    ]
+    let expected: BTreeSet<String> = crate::support::FUNCTIONS
         .into_iter()
+        .chain(["extra"])
         .flat_map(|f| [format!("Deployment/{ns}/{f}"), format!("Service/{ns}/{f}")])
         .chain([format!("Deployment/{of}/minio"), format!("Service/{of}/minio")])
         .chain(["s3-access-key", "s3-secret-key"].into_iter().flat_map(|s| [format!("Secret/{ns}/{s}"), format!("Secret/{of}/{s}")]))

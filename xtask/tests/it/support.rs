@@ -50,6 +50,20 @@ const PARAMETERS: &str = "parameters:
     input_size: 640
 ";
 
+/// The functions of the repository's pipeline.yaml, in its order.
+pub const FUNCTIONS: [&str; 10] = [
+    "orchestrator",
+    "extract-audio",
+    "detect-speech",
+    "cut-clips",
+    "compress-clip",
+    "transcribe",
+    "sample-frames",
+    "detect-objects",
+    "match-transcript",
+    "answer",
+];
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }

@@ -47,12 +47,7 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Experimen
     let target = deploy::open(pipeline, global)?;
     target.deploy()?;
     let endpoints = target.endpoints()?;
-    let rt = tokio::runtime::Runtime::new()?;
-    let store = {
-        let _guard = rt.enter();
-        endpoints.store()?
-    };
-    rt.block_on(verify::preflight(pipeline, &endpoints.gateway_url, &store))?;
+    let (rt, store) = verify::connect(pipeline, &endpoints)?;
 
     let session = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     let context = Context { pipeline, gateway: endpoints.gateway_url.clone(), store, input: input.clone(), cold: regime.start == Start::Cold };

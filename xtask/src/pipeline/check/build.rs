@@ -38,7 +38,7 @@ impl Checker<'_> {
             let path = format!("build.platforms[{index}]");
             let Some(platform) = Platform::parse(name) else {
                 let known = Platform::ALL.map(|platform| platform.name());
-                let hint = match crate::pipeline::suggest::closest(name, known.into_iter()) {
+                let hint = match crate::pipeline::suggest::closest(name, known) {
                     Some(close) => format!("did you mean `{close}`? "),
                     None => String::new(),
                 };

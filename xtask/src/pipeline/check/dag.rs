@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::{Checked, Checker};
-use crate::pipeline::diagnostic::Diagnostic;
+use crate::pipeline::diagnostic::{Diagnostic, Warning};
 use crate::pipeline::model::{Dag, FanOut, Function, Input, Retry, Step};
 use crate::pipeline::raw::{RawDag, RawInput, RawStep};
 use crate::pipeline::suggest;
@@ -38,7 +38,7 @@ struct Producer {
 const FAN_OUT: usize = usize::MAX;
 
 impl Checker<'_> {
-    pub(super) fn dag(&self, raw: RawDag, functions: &[Function]) -> Checked<(Dag, Vec<Diagnostic>)> {
+    pub(super) fn dag(&self, raw: RawDag, functions: &[Function]) -> Checked<(Dag, Vec<Warning>)> {
         self.known_function("dag.entry", &raw.entry, functions)?;
         let mut used_functions: HashMap<String, String> = HashMap::from([(raw.entry.clone(), "dag.entry".to_string())]);
         let mut producers: BTreeMap<String, Producer> = BTreeMap::new();
@@ -131,7 +131,7 @@ impl Checker<'_> {
                 for (path, name) in step_needs("dag.fan_out.steps", index, step) {
                     let producer = self.need(&item_producers, &path, name, &step.function)?;
                     match producer.node {
-                        Some(node) if is_fanned(&producer) => {
+                        Some(node) if is_fanned(producer) => {
                             item_edges[index].insert(node);
                         }
                         _ if producer.path == "dag.fan_out.item" => {}
@@ -342,7 +342,7 @@ impl Checker<'_> {
     }
 
     /// Warnings for artifacts nothing needs.
-    fn unused(&self, producers: &BTreeMap<String, Producer>, steps: &[Step], fan_out: Option<&FanOut>, result: Option<&str>) -> Vec<Diagnostic> {
+    fn unused(&self, producers: &BTreeMap<String, Producer>, steps: &[Step], fan_out: Option<&FanOut>, result: Option<&str>) -> Vec<Warning> {
         let fanned_steps = fan_out.iter().flat_map(|fan| fan.steps.iter());
         let mut used: BTreeSet<&str> = steps.iter().chain(fanned_steps).flat_map(|step| step.needs.iter().chain(&step.when)).map(String::as_str).collect();
         used.extend(result);
