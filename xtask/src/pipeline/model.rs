@@ -794,7 +794,7 @@ mod tests {
         let orchestrator = pipeline.function("orchestrator").unwrap();
         assert_eq!(orchestrator.memory_mb, 128);
         assert_eq!(orchestrator.cpu, 0.5);
-        assert_eq!(orchestrator.timeout, Duration::from_secs(100 * 60));
+        assert_eq!(orchestrator.timeout, Duration::from_secs(110 * 60));
         assert_eq!(
             orchestrator.source,
             dir.path()
@@ -806,7 +806,7 @@ mod tests {
             pipeline.function("detect-objects").unwrap().env["RUST_LOG"],
             "info"
         );
-        assert_eq!(pipeline.dag.step_count(), 9);
+        assert_eq!(pipeline.dag.step_count(), 10);
         assert_eq!(pipeline.dag.retry.backoff, Duration::from_millis(500));
         assert!(pipeline.function("nope").is_none());
     }

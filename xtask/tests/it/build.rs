@@ -133,9 +133,9 @@ fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {
     let _heavy = support::heavy();
     let ws = Workspace::copy();
 
-    // 1. Everything, pushed: the base and ten functions, two platforms each.
+    // 1. Everything, pushed: the base and eleven functions, two platforms each.
     let stdout = ws.build(&["--push"]);
-    assert_eq!(counts(&stdout), (22, 22, 0), "{stdout}");
+    assert_eq!(counts(&stdout), (24, 24, 0), "{stdout}");
     let images = ws.images();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let http = reqwest::Client::new();
@@ -176,7 +176,7 @@ fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {
     docker_target(&ws, &images);
 
     // 3. Nothing changed: nothing built.
-    assert_eq!(counts(&ws.build(&[])), (0, 0, 22));
+    assert_eq!(counts(&ws.build(&[])), (0, 0, 24));
 
     // 4. One function's source: that function, both platforms, naming the file.
     ws.append("stages/cut-clips/src/main.rs", "\n// a change\n");
@@ -184,10 +184,10 @@ fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {
     assert_eq!(built_images(&stdout), [("cut-clips".into(), "linux/amd64".into()), ("cut-clips".into(), "linux/arm64".into())], "{stdout}");
     assert!(stdout.contains("changed source stages/cut-clips/src/main.rs"), "{stdout}");
 
-    // 5. The shared runtime crate: every function that uses it (all ten).
+    // 5. The shared runtime crate: every function that uses it (all eleven).
     ws.append("stages/runtime/src/lib.rs", "\n// a change\n");
     let stdout = ws.build(&[]);
-    assert_eq!(counts(&stdout).0, 20, "{stdout}");
+    assert_eq!(counts(&stdout).0, 22, "{stdout}");
     assert!(stdout.contains("changed source stages/runtime/src/lib.rs"), "{stdout}");
 
     // 6. A Cargo.lock change outside every function's closure: nothing.
@@ -197,12 +197,12 @@ fn build_pushes_multi_arch_images_that_run_then_rebuilds_only_what_changed() {
     std::fs::write(ws.path("xtask/Cargo.toml"), manifest.replacen("[dependencies]\n", "[dependencies]\nitoa = \"1\"\n", 1)).unwrap();
     let stdout = ws.build(&[]);
     assert_ne!(std::fs::read_to_string(ws.path("Cargo.lock")).unwrap(), lock_before, "the lock file changed");
-    assert_eq!(counts(&stdout), (0, 0, 22), "{stdout}");
+    assert_eq!(counts(&stdout), (0, 0, 24), "{stdout}");
 
     // 7. The base recipe: the base and every function, both platforms.
     ws.append("base-image/Dockerfile", "LABEL dev.videosearcher.note=\"a change\"\n");
     let stdout = ws.build(&[]);
-    assert_eq!(counts(&stdout).0, 22, "{stdout}");
+    assert_eq!(counts(&stdout).0, 24, "{stdout}");
     assert!(stdout.contains("changed base-image/Dockerfile"), "{stdout}");
     assert!(stdout.contains("changed base image"), "{stdout}");
 }
@@ -413,7 +413,7 @@ fn docker_target(ws: &Workspace, images: &Value) {
         stdout
     };
     let removed = openfaas(&["teardown"]);
-    assert!(removed.contains("10 functions removed"), "{removed}");
+    assert!(removed.contains("11 functions removed"), "{removed}");
     assert_eq!(get("/system/functions"), serde_json::json!([]), "no function left in the gateway");
     assert!(FUNCTIONS.iter().all(|f| containers(f).is_empty()), "their containers are gone");
     let deployed = openfaas(&["deploy"]);
@@ -431,7 +431,7 @@ fn docker_target(ws: &Workspace, images: &Value) {
     let again = openfaas(&["deploy"]);
     assert!(again.lines().any(|l| l.starts_with("update ") && l.contains("detect-objects")), "PUT the second time: {again}");
     let status = openfaas(&["status"]);
-    assert!(status.contains("target `openfaas` (openfaas): 10 of 10 functions deployed"), "{status}");
+    assert!(status.contains("target `openfaas` (openfaas): 11 of 11 functions deployed"), "{status}");
     assert!(!openfaas(&["logs", "extract-audio"]).trim().is_empty(), "the gateway serves the function's log");
     // Through this target too: scaled to zero, then called, a new container.
     // (The update above replaced the replica; a call starts one.)

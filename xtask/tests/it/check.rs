@@ -82,7 +82,7 @@ impl Fixture {
         let stderr = String::from_utf8(output.stderr).unwrap();
         expected.assert_eq(&stderr);
         assert_eq!(output.status.code(), Some(0), "exit code; stderr:\n{stderr}");
-        assert!(String::from_utf8_lossy(&output.stdout).ends_with("ok (10 functions, 9 DAG steps)\n"));
+        assert!(String::from_utf8_lossy(&output.stdout).ends_with("ok (11 functions, 10 DAG steps)\n"));
     }
 
     fn fails(&self, expected: Expect) {
@@ -109,7 +109,7 @@ fn good_pipeline_passes() {
     assert_eq!(String::from_utf8_lossy(&output.stderr), "");
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
-        "pipeline.yaml: pipeline `video-searcher` ok (10 functions, 9 DAG steps)\n"
+        "pipeline.yaml: pipeline `video-searcher` ok (11 functions, 10 DAG steps)\n"
     );
     assert_eq!(output.status.code(), Some(0));
 }
@@ -145,10 +145,10 @@ fn missing_file_is_an_error_with_its_cause() {
 fn bad_yaml_points_at_unclosed_list() {
     Fixture::good().replace("produces: [clips] }", "produces: [clips }").fails(expect![[r#"
         error: invalid YAML: did not find expected ',' or ']'
-           --> pipeline.yaml:242:73
-        242 |     - { function: cut-clips, needs: [video, segments], produces: [clips }
+           --> pipeline.yaml:252:73
+        252 |     - { function: cut-clips, needs: [video, segments], produces: [clips }
             |                                                                         ^
-        help: while parsing a flow sequence that starts at 242:66: check its indentation and that its brackets and quotes are closed
+        help: while parsing a flow sequence that starts at 252:66: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -169,8 +169,8 @@ fn unknown_key_suggests_timeout() {
         .replace_after("  transcribe:\n", "    timeout:", "    timeot:")
         .fails(expect![[r#"
             error: unknown key `timeot` in `functions.transcribe`
-               --> pipeline.yaml:168:5
-            168 |     timeot: 120s
+               --> pipeline.yaml:178:5
+            178 |     timeot: 120s
                 |     ^^^^^^
             help: did you mean `timeout`? `functions.transcribe` accepts: `source`, `memory`, `cpu`, `timeout`, `max_inflight`, `scale`, `env`, `secrets`, `assets`
         "#]]);
@@ -406,8 +406,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:277:1
-        277 | ---
+           --> pipeline.yaml:288:1
+        288 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -417,10 +417,10 @@ fn second_yaml_document_is_rejected() {
 fn unknown_step_suggests_declared_function() {
     Fixture::good().replace("function: cut-clips,", "function: cut-clip,").fails(expect![[r#"
         error: unknown function `cut-clip` in `dag.steps`
-           --> pipeline.yaml:242:19
-        242 |     - { function: cut-clip, needs: [video, segments], produces: [clips] }
+           --> pipeline.yaml:252:19
+        252 |     - { function: cut-clip, needs: [video, segments], produces: [clips] }
             |                   ^^^^^^^^
-        help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`, `match-transcript`, `answer`
+        help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `clip-audio`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`, `match-transcript`, `answer`
     "#]]);
 }
 
@@ -428,10 +428,10 @@ fn unknown_step_suggests_declared_function() {
 fn unknown_entry_suggests_declared_function() {
     Fixture::good().replace("entry: orchestrator", "entry: orchestrater").fails(expect![[r#"
         error: unknown function `orchestrater` in `dag.entry`
-           --> pipeline.yaml:234:10
-        234 |   entry: orchestrater
+           --> pipeline.yaml:244:10
+        244 |   entry: orchestrater
             |          ^^^^^^^^^^^^
-        help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`, `match-transcript`, `answer`
+        help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `clip-audio`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`, `match-transcript`, `answer`
     "#]]);
 }
 
@@ -441,10 +441,10 @@ fn function_used_twice_points_at_second_use() {
         .replace("- { function: detect-objects, needs: [frames]", "- { function: cut-clips, needs: [frames]")
         .fails(expect![[r#"
             error: function `cut-clips` is two steps of the DAG
-               --> pipeline.yaml:257:21
-            257 |       - { function: cut-clips, needs: [frames], produces: [detections] }
+               --> pipeline.yaml:268:21
+            268 |       - { function: cut-clips, needs: [frames], produces: [detections] }
                 |                     ^^^^^^^^^
-            help: a function is one step: remove this one, or declare another function (the first is `dag.steps[2].function`, line 242)
+            help: a function is one step: remove this one, or declare another function (the first is `dag.steps[2].function`, line 252)
         "#]]);
 }
 
@@ -454,8 +454,8 @@ fn entry_listed_as_step_is_a_cycle() {
         .replace("- { function: extract-audio,", "- { function: orchestrator,")
         .fails(expect![[r#"
             error: the entry `orchestrator` is also a step: the DAG would call itself (a cycle)
-               --> pipeline.yaml:240:19
-            240 |     - { function: orchestrator, needs: [video], produces: [audio] }
+               --> pipeline.yaml:250:19
+            250 |     - { function: orchestrator, needs: [video], produces: [audio] }
                 |                   ^^^^^^^^^^^^
             help: remove this step: the entry runs the steps and is not one of them
         "#]]);
@@ -467,8 +467,8 @@ fn function_outside_dag_is_rejected() {
         .replace("      - { function: detect-objects, needs: [frames], produces: [detections] }\n", "")
         .fails(expect![[r#"
             error: function `detect-objects` is not in the DAG
-               --> pipeline.yaml:180:3
-            180 |   detect-objects:
+               --> pipeline.yaml:190:3
+            190 |   detect-objects:
                 |   ^^^^^^^^^^^^^^
             help: add a step that calls it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`
         "#]]);
@@ -480,8 +480,8 @@ fn undeclared_secret_suggests_declared_one() {
         .replace_after("  transcribe:\n", "s3-secret-key]", "s3-secret-ky]")
         .fails(expect![[r#"
             error: function `transcribe` uses undeclared secret `s3-secret-ky`
-               --> pipeline.yaml:171:30
-            171 |     secrets: [s3-access-key, s3-secret-ky]
+               --> pipeline.yaml:181:30
+            181 |     secrets: [s3-access-key, s3-secret-ky]
                 |                              ^^^^^^^^^^^^
             help: did you mean `s3-secret-key`? declare it under `secrets:` or fix the name
         "#]]);
@@ -509,8 +509,8 @@ fn missing_source_folder_points_at_source() {
         .replace("source: stages/transcribe", "source: stages/transcriber")
         .fails(expect![[r#"
             error: source folder `stages/transcriber` of function `transcribe` does not exist
-               --> pipeline.yaml:163:13
-            163 |     source: stages/transcriber
+               --> pipeline.yaml:173:13
+            173 |     source: stages/transcriber
                 |             ^^^^^^^^^^^^^^^^^^
             help: `source` is relative to the pipeline file's folder: looked for $DIR/stages/transcriber
         "#]]);
@@ -617,11 +617,11 @@ fn timeout_rule_exec_within_gateway_upstream() {
     Fixture::good()
         .replace(GATEWAY_PIN, "  gateway: { upstream: 600s, read: 610s, write: 610s }\n")
         .fails(expect![[r#"
-            error: function `orchestrator` runs up to 1h 40m and answers by 1h 40m 2s, but the gateway waits only 10m for it (timeouts.gateway.upstream)
+            error: function `orchestrator` runs up to 1h 50m and answers by 1h 50m 2s, but the gateway waits only 10m for it (timeouts.gateway.upstream)
                --> pipeline.yaml:126:14
-            126 |     timeout: 100m
+            126 |     timeout: 110m
                 |              ^^^^
-            help: lower this timeout to <= 9m 58s, or raise the gateway's upstream timeout to >= 1h 40m 2s (rule: exec <= gateway upstream)
+            help: lower this timeout to <= 9m 58s, or raise the gateway's upstream timeout to >= 1h 50m 2s (rule: exec <= gateway upstream)
         "#]]);
 }
 
@@ -641,33 +641,33 @@ fn timeout_rule_gateway_upstream_before_read_and_write() {
 #[test]
 fn timeout_rule_ack_wait_outlasts_the_longest_async_run() {
     Fixture::good().replace(ACK_WAIT_PIN, "  ack_wait: 30m\n").fails(expect![[r#"
-        error: the queue worker's ack_wait 30m is not longer than the longest call 1h 40m 32s: it would redeliver an asynchronous request still running
+        error: the queue worker's ack_wait 30m is not longer than the longest call 1h 50m 32s: it would redeliver an asynchronous request still running
           --> pipeline.yaml:18:13
         18 |   ack_wait: 30m
            |             ^^^
-        help: raise it to >= 1h 40m 33s (rule: ack_wait > longest async run)
+        help: raise it to >= 1h 50m 33s (rule: ack_wait > longest async run)
     "#]]);
 }
 
 #[test]
 fn timeout_rule_entry_covers_the_request_budget() {
-    Fixture::good().replace("timeout: 100m", "timeout: 60m").fails(expect![[r#"
-        error: entry `orchestrator` timeout 1h is shorter than the worst case of the steps it waits for (1h 30m 49s 500ms)
+    Fixture::good().replace("timeout: 110m", "timeout: 60m").fails(expect![[r#"
+        error: entry `orchestrator` timeout 1h is shorter than the worst case of the steps it waits for (1h 38m 51s)
            --> pipeline.yaml:126:14
         126 |     timeout: 60m
             |              ^^^
-        help: the worst case is the longest chain of steps, each to every attempt's deadline plus the backoffs: extract-audio 4m 40s 500ms, detect-speech 4m 40s 500ms, cut-clips 7m 40s 500ms, compress-clip 4m 40s 500ms, transcribe 7m 40s 500ms, match-transcript 2m 10s 500ms, sample-frames 3m 10s 500ms, detect-objects 6m 10s 500ms, answer 2m 10s 500ms, its fanned-out steps 3 times (max_items / max_parallel); raise its timeout to >= 1h 30m 50s 500ms, or lower the steps' timeouts, `dag.retry.attempts` or `dag.fan_out.max_items` (rule: orchestrator deadlines <= its exec timeout)
+        help: the worst case is the longest chain of steps, each to every attempt's deadline plus the backoffs: extract-audio 4m 40s 500ms, detect-speech 4m 40s 500ms, cut-clips 7m 40s 500ms, clip-audio 2m 40s 500ms, transcribe 7m 40s 500ms, match-transcript 2m 10s 500ms, compress-clip 4m 40s 500ms, sample-frames 3m 10s 500ms, detect-objects 6m 10s 500ms, answer 2m 10s 500ms, its fanned-out steps 3 times (max_items / max_parallel); raise its timeout to >= 1h 38m 52s, or lower the steps' timeouts, `dag.retry.attempts` or `dag.fan_out.max_items` (rule: orchestrator deadlines <= its exec timeout)
     "#]]);
 }
 
 #[test]
 fn timeout_rule_client_outlasts_the_gateway() {
     Fixture::good().replace(ACK_WAIT_PIN, "  client: 1h\n").fails(expect![[r#"
-        error: the client's timeout 1h ends before the gateway's write timeout 1h 40m 33s plus the margin 1s
+        error: the client's timeout 1h ends before the gateway's write timeout 1h 50m 33s plus the margin 1s
           --> pipeline.yaml:18:11
         18 |   client: 1h
            |           ^^
-        help: raise it to >= 1h 40m 34s (rule: client > gateway)
+        help: raise it to >= 1h 50m 34s (rule: client > gateway)
     "#]]);
 }
 
@@ -675,8 +675,8 @@ fn timeout_rule_client_outlasts_the_gateway() {
 fn fan_out_max_items_zero_is_rejected() {
     Fixture::good().replace("max_items: 10", "max_items: 0").fails(expect![[r#"
         error: `dag.fan_out.max_items` is 0: every request with an item would be refused
-           --> pipeline.yaml:249:16
-        249 |     max_items: 0
+           --> pipeline.yaml:259:16
+        259 |     max_items: 0
             |                ^
         help: give the most items a request may have, like `10`: the request's budget covers that many
     "#]]);
@@ -688,8 +688,8 @@ fn duration_without_unit_is_rejected() {
         .replace("backoff: 500ms", "backoff: 500")
         .fails(expect![[r#"
             error: duration `500` at `dag.retry.backoff` has no unit
-               --> pipeline.yaml:261:14
-            261 |     backoff: 500
+               --> pipeline.yaml:272:14
+            272 |     backoff: 500
                 |              ^^^
             help: write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`
         "#]]);
@@ -701,8 +701,8 @@ fn fan_out_max_parallel_zero_is_rejected() {
         .replace("max_parallel: 4", "max_parallel: 0")
         .fails(expect![[r#"
             error: `dag.fan_out.max_parallel` is 0: no item would run
-               --> pipeline.yaml:248:19
-            248 |     max_parallel: 0
+               --> pipeline.yaml:258:19
+            258 |     max_parallel: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -714,8 +714,8 @@ fn retry_attempts_zero_is_rejected() {
         .replace("attempts: 3", "attempts: 0")
         .fails(expect![[r#"
             error: `dag.retry.attempts` is 0: no step would ever run
-               --> pipeline.yaml:260:15
-            260 |     attempts: 0
+               --> pipeline.yaml:271:15
+            271 |     attempts: 0
                 |               ^
             help: use 1 for no retries, or more
         "#]]);
@@ -808,8 +808,8 @@ fn detector_model_asset_cannot_also_name_a_file() {
         .replace("      - detector_model: true\n", "      - detector_model: true\n        from: model.onnx\n")
         .fails(expect![[r#"
             error: an asset is either a file (`from`) or the detector model (`detector_model: true`), not both
-               --> pipeline.yaml:193:9
-            193 |       - detector_model: true
+               --> pipeline.yaml:203:9
+            203 |       - detector_model: true
                 |         ^^^^^^^^^^^^^^
             help: remove `from:`: the detector model is the file `parameters.detector.model` names
         "#]]);
@@ -821,8 +821,8 @@ fn asset_without_a_source_is_rejected() {
         .replace("      - detector_model: true\n", "      - detector_model: false\n")
         .fails(expect![[r#"
             error: asset `functions.detect-objects.assets[0]` says nothing to copy
-               --> pipeline.yaml:193:9
-            193 |       - detector_model: false
+               --> pipeline.yaml:203:9
+            203 |       - detector_model: false
                 |         ^^^^^^^^^^^^^^^^^^^^^
             help: add `from:` (a file, relative to the pipeline file's folder), or `detector_model: true` for the model `parameters.detector.model` names
         "#]]);
@@ -847,8 +847,8 @@ fn env_cannot_override_parameters() {
         .replace("RUST_LOG: info", "VS_FRAMES_PER_MINUTE: 3")
         .fails(expect![[r#"
             error: function `detect-objects` cannot set environment variable `VS_FRAMES_PER_MINUTE`
-               --> pipeline.yaml:188:7
-            188 |       VS_FRAMES_PER_MINUTE: 3
+               --> pipeline.yaml:198:7
+            198 |       VS_FRAMES_PER_MINUTE: 3
                 |       ^^^^^^^^^^^^^^^^^^^^
             help: `VS_*` variables come from `parameters:`; change the parameter there
         "#]]);
@@ -860,10 +860,10 @@ fn fan_out_item_must_differ_from_its_list() {
         .replace("item: clip", "item: clips")
         .fails(expect![[r#"
             error: artifact `clips` has two producers: `cut-clips` and the fan-out (one item of `clips`)
-               --> pipeline.yaml:246:11
-            246 |     item: clips
+               --> pipeline.yaml:256:11
+            256 |     item: clips
                 |           ^^^^^
-            help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[2].produces[0]`, line 242)
+            help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[2].produces[0]`, line 252)
         "#]]);
 }
 
@@ -899,8 +899,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
         .replace("to: /opt/videosearcher/models/detector.onnx", "to: models/detector.onnx")
         .fails(expect![[r#"
             error: asset destination `models/detector.onnx` is not an absolute file path
-               --> pipeline.yaml:194:13
-            194 |         to: models/detector.onnx
+               --> pipeline.yaml:204:13
+            204 |         to: models/detector.onnx
                 |             ^^^^^^^^^^^^^^^^^^^^
             help: write where the file goes inside the image, like `/opt/videosearcher/models/model.onnx`
         "#]]);
@@ -923,8 +923,8 @@ fn cold_regime_with_a_warmup_is_rejected() {
         .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }")
         .fails(expect![[r#"
             error: regime `cold-steady` is cold, but warms its functions up first
-               --> pipeline.yaml:275:81
-            275 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }
+               --> pipeline.yaml:286:81
+            286 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }
                 |                                                                                 ^
             help: remove `warmup` (a cold regime scales every function to zero before each request or burst), or make it `start: warm`
         "#]]);
@@ -936,8 +936,8 @@ fn steady_regime_without_a_rate_is_rejected() {
         .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, requests: 3 }")
         .fails(expect![[r#"
             error: regime `cold-steady` has a `steady` pattern but no `rate`
-               --> pipeline.yaml:275:40
-            275 |   cold-steady: { start: cold, pattern: steady, requests: 3 }
+               --> pipeline.yaml:286:40
+            286 |   cold-steady: { start: cold, pattern: steady, requests: 3 }
                 |                                        ^^^^^^
             help: add `rate:` to `experiments.cold-steady`
         "#]]);
@@ -949,8 +949,8 @@ fn burst_regime_refuses_a_rate() {
         .replace("cold-burst: { start: cold, pattern: burst, size: 3 }", "cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }")
         .fails(expect![[r#"
             error: `rate` is not a setting of a `burst` pattern (`experiments.cold-burst`)
-               --> pipeline.yaml:276:61
-            276 |   cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }
+               --> pipeline.yaml:287:61
+            287 |   cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }
                 |                                                             ^
             help: a `burst` pattern takes `size`, `bursts`, `gap`
         "#]]);
@@ -960,8 +960,8 @@ fn burst_regime_refuses_a_rate() {
 fn need_nobody_produces_suggests_the_close_name() {
     Fixture::good().replace("needs: [audio_16k]", "needs: [audio_16]").fails(expect![[r#"
         error: transcribe needs `audio_16`, which no step produces and the request does not bring
-           --> pipeline.yaml:252:41
-        252 |       - { function: transcribe, needs: [audio_16], produces: [transcript] }
+           --> pipeline.yaml:262:41
+        262 |       - { function: transcribe, needs: [audio_16], produces: [transcript] }
             |                                         ^^^^^^^^
         help: did you mean `audio_16k`? artifacts it can need: `audio`, `audio_16k`, `clip`, `clips`, `compressed`, `detections`, `frames`, `items`, `match`, `matched`, `query`, `result`, `segments`, `transcript`, `video`; or add `audio_16` to a step's `produces` or to `dag.inputs`
     "#]]);
@@ -970,10 +970,10 @@ fn need_nobody_produces_suggests_the_close_name() {
 #[test]
 fn when_flag_nobody_produces_is_rejected() {
     Fixture::good().replace("when: matched", "when: matchd").fails(expect![[r#"
-        error: sample-frames needs `matchd`, which no step produces and the request does not bring
-           --> pipeline.yaml:256:63
-        256 |       - { function: sample-frames, needs: [compressed], when: matchd, produces: [frames] }
-            |                                                               ^^^^^^
+        error: compress-clip needs `matchd`, which no step produces and the request does not bring
+           --> pipeline.yaml:266:57
+        266 |       - { function: compress-clip, needs: [clip], when: matchd, produces: [compressed] }
+            |                                                         ^^^^^^
         help: did you mean `matched`? artifacts it can need: `audio`, `audio_16k`, `clip`, `clips`, `compressed`, `detections`, `frames`, `items`, `match`, `matched`, `query`, `result`, `segments`, `transcript`, `video`; or add `matchd` to a step's `produces` or to `dag.inputs`
     "#]]);
 }
@@ -982,10 +982,10 @@ fn when_flag_nobody_produces_is_rejected() {
 fn artifact_with_two_producers_points_at_the_second() {
     Fixture::good().replace("produces: [transcript] }", "produces: [transcript, audio] }").fails(expect![[r#"
         error: artifact `audio` has two producers: `extract-audio` and `transcribe`
-           --> pipeline.yaml:252:76
-        252 |       - { function: transcribe, needs: [audio_16k], produces: [transcript, audio] }
+           --> pipeline.yaml:262:76
+        262 |       - { function: transcribe, needs: [audio_16k], produces: [transcript, audio] }
             |                                                                            ^^^^^
-        help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[0].produces[0]`, line 240)
+        help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[0].produces[0]`, line 250)
     "#]]);
 }
 
@@ -993,8 +993,8 @@ fn artifact_with_two_producers_points_at_the_second() {
 fn dataflow_cycle_is_named_step_by_step() {
     Fixture::good().replace("needs: [audio], produces: [segments]", "needs: [audio, clips], produces: [segments]").fails(expect![[r#"
         error: the steps form a cycle: detect-speech needs cut-clips needs detect-speech
-           --> pipeline.yaml:241:7
-        241 |     - { function: detect-speech, needs: [audio, clips], produces: [segments] }
+           --> pipeline.yaml:251:7
+        251 |     - { function: detect-speech, needs: [audio, clips], produces: [segments] }
             |       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
         help: a step runs once what it needs exists, so none of these can start: remove one of the needs
     "#]]);
@@ -1004,8 +1004,8 @@ fn dataflow_cycle_is_named_step_by_step() {
 fn request_step_cannot_need_an_items_artifact() {
     Fixture::good().replace("needs: [segments, items]", "needs: [segments, transcript]").fails(expect![[r#"
         error: answer needs `transcript`, which exists only inside each item of the fan-out (`transcribe`)
-           --> pipeline.yaml:243:45
-        243 |     - { function: answer, needs: [segments, transcript], produces: [result] }
+           --> pipeline.yaml:253:45
+        253 |     - { function: answer, needs: [segments, transcript], produces: [result] }
             |                                             ^^^^^^^^^^
         help: the request's steps see an item's artifacts through the fan-out's `collect` document: need that instead
     "#]]);
@@ -1017,8 +1017,8 @@ fn linear_step_gets_the_migration() {
         .replace("    - { function: extract-audio, needs: [video], produces: [audio] }", "    - extract-audio")
         .fails(expect![[r#"
             error: step `extract-audio` names only its function: a step now says which artifacts it needs and produces
-               --> pipeline.yaml:240:7
-            240 |     - extract-audio
+               --> pipeline.yaml:250:7
+            250 |     - extract-audio
                 |       ^^^^^^^^^^^^^
             help: write it as `{ function: extract-audio, needs: [...], produces: [...] }` with the names of the artifacts it reads and writes (pipeline.yaml's `dag:` shows every step of VideoSearcher)
         "#]]);
@@ -1028,8 +1028,8 @@ fn linear_step_gets_the_migration() {
 fn step_without_outputs_is_rejected() {
     Fixture::good().replace("needs: [video], produces: [audio] }", "needs: [video] }").fails(expect![[r#"
         error: step `extract-audio` produces nothing
-           --> pipeline.yaml:240:7
-        240 |     - { function: extract-audio, needs: [video] }
+           --> pipeline.yaml:250:7
+        250 |     - { function: extract-audio, needs: [video] }
             |       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
         help: list the artifacts its answer carries in `produces`: a step without outputs does nothing the DAG can see
     "#]]);
@@ -1039,8 +1039,8 @@ fn step_without_outputs_is_rejected() {
 fn result_must_be_an_artifact_of_the_request() {
     Fixture::good().replace("result: result", "result: detections").fails(expect![[r#"
         error: the request's answer needs `detections`, which exists only inside each item of the fan-out (`detect-objects`)
-           --> pipeline.yaml:258:11
-        258 |   result: detections
+           --> pipeline.yaml:269:11
+        269 |   result: detections
             |           ^^^^^^^^^^
         help: the request's steps see an item's artifacts through the fan-out's `collect` document: need that instead
     "#]]);
@@ -1052,8 +1052,8 @@ fn unused_output_is_a_warning() {
         .replace("needs: [video], produces: [audio] }", "needs: [video], produces: [audio, waveform] }")
         .warns(expect![[r#"
             warning: `waveform` is produced by `extract-audio` but nothing needs it
-               --> pipeline.yaml:240:68
-            240 |     - { function: extract-audio, needs: [video], produces: [audio, waveform] }
+               --> pipeline.yaml:250:68
+            250 |     - { function: extract-audio, needs: [video], produces: [audio, waveform] }
                 |                                                                    ^^^^^^^^
             help: need it in a step, or remove it (a step's unused output still costs its upload)
         "#]]);
@@ -1063,8 +1063,8 @@ fn unused_output_is_a_warning() {
 fn unused_request_input_is_a_warning() {
     Fixture::good().replace("    query: optional\n", "    query: optional\n    subtitles: optional\n").warns(expect![[r#"
         warning: request input `subtitles` is needed by no step
-           --> pipeline.yaml:239:5
-        239 |     subtitles: optional
+           --> pipeline.yaml:249:5
+        249 |     subtitles: optional
             |     ^^^^^^^^^
         help: need it in a step, or remove it from `dag.inputs`
     "#]]);
@@ -1072,10 +1072,10 @@ fn unused_request_input_is_a_warning() {
 
 #[test]
 fn fan_out_needing_its_own_collection_is_a_cycle() {
-    Fixture::good().replace("needs: [compressed], when: matched", "needs: [compressed, items], when: matched").fails(expect![[r#"
+    Fixture::good().replace("needs: [clip], when: matched", "needs: [clip, items], when: matched").fails(expect![[r#"
         error: the steps form a cycle: the fan-out needs the fan-out
-           --> pipeline.yaml:245:11
-        245 |     over: clips
+           --> pipeline.yaml:255:11
+        255 |     over: clips
             |           ^^^^^
         help: a step runs once what it needs exists, so none of these can start: remove one of the needs
     "#]]);

@@ -171,7 +171,7 @@ fn search_finds_the_clip_that_says_the_word_and_looks_only_there() {
     assert!(clips >= 3, "{state:#}");
     let summary = &state["summary"];
     assert_eq!(summary["match-transcript"]["invocations"], clips, "{summary:#}");
-    for function in ["sample-frames", "detect-objects"] {
+    for function in ["compress-clip", "sample-frames", "detect-objects"] {
         assert_eq!(summary[function]["invocations"], 1, "{function} runs for the matching clip only: {summary:#}");
         assert_eq!(summary[function]["skipped"], clips - 1, "{summary:#}");
     }
@@ -274,7 +274,7 @@ fn twenty_concurrent_requests_account_for_every_artifact() {
         let stored: BTreeSet<String> = rt.keys(&format!("requests/{id}/")).into_iter().collect();
         assert_eq!(stored, named, "{id}");
     }
-    for function in ["extract-audio", "detect-speech", "cut-clips", "compress-clip", "transcribe", "sample-frames", "detect-objects"] {
+    for function in ["extract-audio", "detect-speech", "cut-clips", "clip-audio", "compress-clip", "transcribe", "sample-frames", "detect-objects"] {
         let log = rt.log(function);
         for line in log.lines().filter(|l| l.starts_with('{')) {
             let line: Value = serde_json::from_str(line).unwrap_or(json!({}));

@@ -354,7 +354,7 @@ fn deploy_applies_every_object_changes_nothing_again_and_prunes_a_removed_functi
         .chain(["s3-access-key", "s3-secret-key"].into_iter().flat_map(|s| [format!("Secret/{ns}/{s}"), format!("Secret/{of}/{s}")]))
         .collect();
     assert_eq!(first.keys().cloned().collect::<BTreeSet<_>>(), expected, "{stderr}");
-    assert!(stdout.contains("24 objects (24 created), 0 pruned; 10 rollouts complete"), "{stdout}");
+    assert!(stdout.contains("30 objects (30 created), 0 pruned; 13 rollouts complete"), "{stdout}");
 
     // The secrets hold their values under one key of their own name.
     let secret = fixture.block_on(Api::<Secret>::namespaced(fixture.client.clone(), ns).get("s3-secret-key")).unwrap();
@@ -364,7 +364,7 @@ fn deploy_applies_every_object_changes_nothing_again_and_prunes_a_removed_functi
     let (ok, stdout, stderr) = fixture.run(&["deploy"]);
     assert!(ok, "{stdout}\n{stderr}");
     assert_eq!(fixture.objects(), first, "a second deploy changed objects:\n{stderr}");
-    assert!(stdout.contains("24 objects (24 unchanged), 0 pruned"), "{stdout}");
+    assert!(stdout.contains("30 objects (30 unchanged), 0 pruned"), "{stdout}");
 
     // `extra` removed from pipeline.yaml: its Deployment and Service go.
     fixture.pipeline("deployments", |text| text);
@@ -426,7 +426,7 @@ fn a_rollout_that_never_gets_ready_ends_at_its_deadline_with_each_diagnosis() {
     let ns = &fixture.namespace;
     let error = error.replace(ns.as_str(), "$NS");
     expect_test::expect![[r#"
-        error: 6 of 9 functions not ready 5s after applying (timeouts.cold_start + margin):
+        error: 6 of 12 functions not ready 5s after applying (timeouts.cold_start + margin):
           compress-clip: a secret is missing: secret "s3-access-key" not found
             help: give every secret a value (a file in the target's `secrets_dir`, or VS_SECRET_<NAME>) and deploy again
           cut-clips: its binary is for another CPU (exec format error: exec /usr/local/bin/function: exec format error)

@@ -117,7 +117,7 @@ fn render_deployments_matches_the_golden_files() {
     let output = fixture.render("kubernetes");
     expect_file!["render/golden-deployments.yaml"].assert_eq(&joined(&manifests(&fixture.path("out"))));
     expect![[r#"
-        rendered target `kubernetes` (mode `deployments`) into out: 27 files; openfaas: 1 deployment, 1 service, 2 secret; openfaas-fn: 10 deployment, 10 service, 2 secret; the Secrets carry no value (deploy fills them)
+        rendered target `kubernetes` (mode `deployments`) into out: 29 files; openfaas: 1 deployment, 1 service, 2 secret; openfaas-fn: 11 deployment, 11 service, 2 secret; the Secrets carry no value (deploy fills them)
         help: the gateway's timeouts are Helm values: `helm upgrade openfaas openfaas/openfaas -n openfaas --reuse-values -f out/openfaas-values.yaml`
     "#]]
     .assert_eq(&fixture.stderr(&output));
@@ -206,7 +206,7 @@ fn rendered_objects_are_valid_kubernetes_objects() {
             kind => panic!("{path}: unexpected kind {kind}"),
         }
     }
-    assert_eq!(checked, BTreeMap::from([("Deployment", 11), ("Service", 11), ("Secret", 4)]));
+    assert_eq!(checked, BTreeMap::from([("Deployment", 12), ("Service", 12), ("Secret", 4)]));
 }
 
 /// The Function CRD of OpenFaaS, from `VS_OPENFAAS_SPEC_DIR` or
@@ -267,7 +267,7 @@ fn function_objects_validate_against_the_function_crd() {
         assert_eq!(object["metadata"]["namespace"], "openfaas-fn", "{path}");
         functions += 1;
     }
-    assert_eq!(functions, 10, "one Function per function");
+    assert_eq!(functions, 11, "one Function per function");
 }
 
 #[test]
@@ -299,8 +299,8 @@ fn a_render_replaces_the_files_of_the_earlier_one() {
     let output = fixture.render("kubernetes");
     let names: Vec<String> = files(&fixture.path("out")).keys().map(|path| path.display().to_string()).collect();
     assert!(names.iter().all(|name| !name.contains("deployment-") || name.contains("minio")), "{names:?}");
-    assert_eq!(names.iter().filter(|name| name.contains("/function-")).count(), 10, "{names:?}");
-    assert!(fixture.stderr(&output).contains("(removed 20 files of the earlier render)"), "{}", fixture.stderr(&output));
+    assert_eq!(names.iter().filter(|name| name.contains("/function-")).count(), 11, "{names:?}");
+    assert!(fixture.stderr(&output).contains("(removed 22 files of the earlier render)"), "{}", fixture.stderr(&output));
 }
 
 /// Distinctive values in every place deploy will read secrets from.
@@ -440,7 +440,7 @@ fn a_function_without_a_pushed_index_is_named_by_tag_with_a_warning() {
     let output = fixture.render("kubernetes");
     let stderr = fixture.stderr(&output);
     expect![[r#"
-        warning: no pushed multi-arch index in $DIR/.xtask/build/images.json for 1 of 10 functions, so their manifests name one platform's image by tag, which a cluster pulls only if it can reach that image and runs that platform:
+        warning: no pushed multi-arch index in $DIR/.xtask/build/images.json for 1 of 11 functions, so their manifests name one platform's image by tag, which a cluster pulls only if it can reach that image and runs that platform:
           cut-clips: 127.0.0.1:5000/videosearcher/cut-clips:aca87a69ee577f83 (linux/amd64)
         help: run `cargo xtask build --push` to push the images and record their index digests
     "#]]

@@ -51,11 +51,12 @@ const PARAMETERS: &str = "parameters:
 ";
 
 /// The functions of the repository's pipeline.yaml, in its order.
-pub const FUNCTIONS: [&str; 10] = [
+pub const FUNCTIONS: [&str; 11] = [
     "orchestrator",
     "extract-audio",
     "detect-speech",
     "cut-clips",
+    "clip-audio",
     "compress-clip",
     "transcribe",
     "sample-frames",

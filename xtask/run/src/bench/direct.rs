@@ -51,7 +51,7 @@ pub struct DirectRun {
 struct ClipDone {
     frames: usize,
     detections: usize,
-    steps_ms: [(&'static str, f64); 4],
+    steps_ms: [(&'static str, f64); 5],
 }
 
 impl Direct {
@@ -132,11 +132,13 @@ impl Direct {
         })
     }
 
-    /// compress-clip, transcribe, sample-frames and detect-objects for one clip, in `dir`.
+    /// clip-audio, compress-clip, transcribe, sample-frames and detect-objects for one clip, in `dir`.
     fn clip(&self, clip: &Path, dir: &Path) -> anyhow::Result<ClipDone> {
         let started = Instant::now();
         let (video, audio) = (dir.join("video.mp4"), dir.join("audio.wav"));
-        run(compress_clip::command(clip, self.crf, self.audio_rate, &video, &audio), dir)?;
+        run(clip_audio::command(clip, self.audio_rate, &audio), dir)?;
+        let extracted = Instant::now();
+        run(compress_clip::command(clip, self.crf, &video), dir)?;
         let compressed = Instant::now();
 
         transcribe::check_input(&audio)?;
@@ -168,7 +170,8 @@ impl Direct {
             frames: names.len(),
             detections: detections.iter().map(Vec::len).sum(),
             steps_ms: [
-                ("compress-clip", ms(started, compressed)),
+                ("clip-audio", ms(started, extracted)),
+                ("compress-clip", ms(extracted, compressed)),
                 ("transcribe", ms(compressed, transcribed)),
                 ("sample-frames", ms(transcribed, sampled)),
                 ("detect-objects", sampled.elapsed().as_secs_f64() * 1000.0),

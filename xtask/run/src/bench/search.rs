@@ -2,7 +2,8 @@
 //! the synthesized test video, through two local runtimes of the bench's own
 //! that run side by side: the pipeline as declared, and the same pipeline
 //! with its fanned-out steps chained in file order (each needs the one
-//! before: the per-clip chain the DAG had before it was a dataflow graph).
+//! before, leaving out the query's step: the per-clip chain the DAG had
+//! before it was a dataflow graph).
 //! Requests alternate between them, after one warm-up request each.
 //!
 //! It prints, as medians over `--runs`:
@@ -59,12 +60,19 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::BenchSear
     let Some(fan) = &pipeline.dag.fan_out else { bail!("the pipeline has no fan-out: there is no per-clip chain to compare with") };
     // The same pipeline with its fanned-out steps in a chain.
     let mut chained = crate::pipeline::load(&global.file)?;
+    // A step that needs an optional input (the query) is left out of the
+    // chain: without one it is skipped, and so would be all after it.
+    let optional: Vec<String> = chained.dag.inputs.iter().filter(|input| !input.required).map(|input| input.name.clone()).collect();
     if let Some(chain_fan) = &mut chained.dag.fan_out {
-        for i in 1..chain_fan.steps.len() {
-            let before = chain_fan.steps[i - 1].produces[0].clone();
-            if !chain_fan.steps[i].needs.contains(&before) {
-                chain_fan.steps[i].needs.push(before);
+        let mut before: Option<String> = None;
+        for step in &mut chain_fan.steps {
+            if step.needs.iter().any(|need| optional.contains(need)) {
+                continue;
             }
+            if let Some(before) = before.filter(|before| !step.needs.contains(before)) {
+                step.needs.push(before);
+            }
+            before = Some(step.produces[0].clone());
         }
     }
     for var in ["XTASK_GATEWAY_PORT", "XTASK_STORE_PORT"] {
