@@ -115,6 +115,7 @@ impl<'p> Node<'p> {
                     fan.steps.iter().flat_map(|s| &s.produces).chain([&fan.item]).map(String::as_str).collect();
                 let outer = fan.steps.iter().flat_map(|s| s.needs.iter().chain(&s.when)).map(String::as_str);
                 let mut names: Vec<&str> = std::iter::once(fan.over.as_str()).chain(outer.filter(|n| !inside.contains(n))).collect();
+                names.sort_unstable();
                 names.dedup();
                 names
             }
@@ -282,10 +283,14 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Start `node` with the artifacts it needs from `scope`.
+    /// Start `node` with the artifacts it needs from `scope` (a step: its
+    /// needs, not its flag; the fan-out: everything its items take).
     fn start<'s>(&'s self, node: Node<'a>, scope: &Scope) -> BoxFuture<'s, Produced> {
-        let inputs: Artifacts = node
-            .waits_for()
+        let names = match node {
+            Node::Step(step) => step.needs.iter().map(String::as_str).collect(),
+            Node::FanOut(_) => node.waits_for(),
+        };
+        let inputs: Artifacts = names
             .into_iter()
             .filter_map(|name| scope.artifacts.get(name).map(|artifact| (name.to_string(), artifact.clone())))
             .collect();
@@ -297,8 +302,7 @@ impl<'a> Run<'a> {
     }
 
     async fn call(&self, step: &PlanStep, scope: Option<String>, inputs: Artifacts) -> Result<Artifacts, StepFailure> {
-        let needs: Artifacts = inputs.into_iter().filter(|(name, _)| step.needs.contains(name)).collect();
-        let inv = Invocation { request_id: self.request_id.to_string(), scope: scope.clone(), inputs: needs };
+        let inv = Invocation { request_id: self.request_id.to_string(), scope: scope.clone(), inputs };
         let mut attempts = Vec::new();
         let started_at_ms = now_ms();
         let result = self.caller.call(step, &self.plan.retry, &inv, &mut attempts).await;

@@ -25,13 +25,6 @@ impl Artifact {
             Artifact::Flag(_) => &[],
         }
     }
-
-    pub fn flag(&self) -> Option<bool> {
-        match self {
-            Artifact::Flag(value) => Some(*value),
-            _ => None,
-        }
-    }
 }
 
 pub type Artifacts = BTreeMap<String, Artifact>;

@@ -564,17 +564,8 @@ impl Dag {
 
     /// Every step's function: the request's, then the fanned-out ones.
     pub fn all_steps(&self) -> impl Iterator<Item = &str> {
-        self.request_steps().chain(self.fanned_steps())
-    }
-
-    /// The functions of the steps over the whole request.
-    pub fn request_steps(&self) -> impl Iterator<Item = &str> {
-        self.steps.iter().map(|step| step.function.as_str())
-    }
-
-    /// The functions of the fanned-out steps.
-    pub fn fanned_steps(&self) -> impl Iterator<Item = &str> {
-        self.fan_out.iter().flat_map(|fan_out| fan_out.steps.iter()).map(|step| step.function.as_str())
+        let fanned = self.fan_out.iter().flat_map(|fan_out| fan_out.steps.iter());
+        self.steps.iter().chain(fanned).map(|step| step.function.as_str())
     }
 }
 

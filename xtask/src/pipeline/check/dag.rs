@@ -32,6 +32,18 @@ struct Producer {
     what: String,
     /// The value (or key) to point at.
     path: String,
+    /// The scope it exists in.
+    scope: Scope,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// The request's: an input, a request step's output, the collection.
+    Request,
+    /// The fan-out's item itself.
+    Item,
+    /// A fanned-out step's output, one per item.
+    Fanned,
 }
 
 /// Index of the fan-out among the request scope's nodes: after its steps.
@@ -47,7 +59,7 @@ impl Checker<'_> {
         for (name, kind) in &raw.inputs {
             let path = format!("dag.inputs.{name}");
             self.artifact_name(&path, name)?;
-            let producer = Producer { node: None, what: "the request".into(), path: path.clone() };
+            let producer = Producer { node: None, what: "the request".into(), path: path.clone(), scope: Scope::Request };
             self.produce(&mut producers, name, producer)?;
             inputs.push(Input { name: name.clone(), required: *kind == RawInput::Required });
         }
@@ -56,7 +68,7 @@ impl Checker<'_> {
         for (index, step) in steps.iter().enumerate() {
             for (k, name) in step.produces.iter().enumerate() {
                 let what = format!("`{}`", step.function);
-                self.produce(&mut producers, name, Producer { node: Some(index), what, path: format!("dag.steps[{index}].produces[{k}]") })?;
+                self.produce(&mut producers, name, Producer { node: Some(index), what, path: format!("dag.steps[{index}].produces[{k}]"), scope: Scope::Request })?;
             }
         }
 
@@ -67,7 +79,7 @@ impl Checker<'_> {
                 self.artifact_name("dag.fan_out.item", &raw_fan.item)?;
                 if let Some(collect) = &raw_fan.collect {
                     self.artifact_name("dag.fan_out.collect", collect)?;
-                    let producer = Producer { node: Some(FAN_OUT), what: "the fan-out".into(), path: "dag.fan_out.collect".into() };
+                    let producer = Producer { node: Some(FAN_OUT), what: "the fan-out".into(), path: "dag.fan_out.collect".into(), scope: Scope::Request };
                     self.produce(&mut producers, collect, producer)?;
                 }
                 if raw_fan.max_parallel == 0 {
@@ -108,17 +120,20 @@ impl Checker<'_> {
                 return Err(self.error("dag.fan_out.over", "`dag.fan_out.over` is empty", "name the artifact whose items fan out, like `clips`"));
             }
             self.need(&producers, "dag.fan_out.over", &fan.over, "the fan-out")?;
-            let item = Producer { node: None, what: format!("the fan-out (one item of `{}`)", fan.over), path: "dag.fan_out.item".into() };
+            let item = Producer { node: None, what: format!("the fan-out (one item of `{}`)", fan.over), path: "dag.fan_out.item".into(), scope: Scope::Item };
             self.produce(&mut item_producers, &fan.item, item)?;
             // Unique across the whole DAG: an item's artifact never shadows the request's.
             producers.insert(fan.item.clone(), item_producers[&fan.item].clone());
             for (index, step) in fan.steps.iter().enumerate() {
                 for (k, name) in step.produces.iter().enumerate() {
-                    let producer = Producer { node: Some(index), what: format!("`{}`", step.function), path: format!("dag.fan_out.steps[{index}].produces[{k}]") };
+                    let producer = Producer {
+                        node: Some(index),
+                        what: format!("`{}`", step.function),
+                        path: format!("dag.fan_out.steps[{index}].produces[{k}]"),
+                        scope: Scope::Fanned,
+                    };
                     self.produce(&mut item_producers, name, producer.clone())?;
-                    if producers.insert(name.clone(), producer).is_some() {
-                        unreachable!("item_producers holds every request-scope producer");
-                    }
+                    producers.insert(name.clone(), producer);
                 }
             }
         }
@@ -131,17 +146,17 @@ impl Checker<'_> {
                 for (path, name) in step_needs("dag.fan_out.steps", index, step) {
                     let producer = self.need(&item_producers, &path, name, &step.function)?;
                     match producer.node {
-                        Some(node) if is_fanned(producer) => {
+                        Some(node) if producer.scope == Scope::Fanned => {
                             item_edges[index].insert(node);
                         }
-                        _ if producer.path == "dag.fan_out.item" => {}
+                        _ if producer.scope == Scope::Item => {}
                         _ => fan_needs.push((path, name.clone())),
                     }
                 }
             }
             self.acyclic("dag.fan_out.steps", &fan.steps, &item_edges)?;
         }
-        let request_producers: BTreeMap<&String, &Producer> = producers.iter().filter(|(_, p)| !is_fanned(p) && p.path != "dag.fan_out.item").collect();
+        let request_producers: BTreeMap<&String, &Producer> = producers.iter().filter(|(_, p)| p.scope == Scope::Request).collect();
         let mut edges = vec![BTreeSet::new(); steps.len()];
         let mut fan_edges = BTreeSet::new();
         for (index, step) in steps.iter().enumerate() {
@@ -390,10 +405,6 @@ impl Checker<'_> {
 fn step_needs<'s>(list: &str, index: usize, step: &'s Step) -> Vec<(String, &'s String)> {
     let needs = step.needs.iter().enumerate().map(|(k, name)| (format!("{list}[{index}].needs[{k}]"), name));
     needs.chain(step.when.iter().map(|when| (format!("{list}[{index}].when"), when))).collect()
-}
-
-fn is_fanned(producer: &Producer) -> bool {
-    producer.path.starts_with("dag.fan_out.steps")
 }
 
 /// A cycle in the graph whose node `n` needs the nodes `edges[n]`, as the
