@@ -29,6 +29,12 @@ impl Artifact {
 
 pub type Artifacts = BTreeMap<String, Artifact>;
 
+/// The response header in which a gateway that can tell (the local
+/// runtime's) says how long the call waited for its replica, in seconds: a
+/// cold start, or a place on a busy function. OpenFaaS's gateways do not
+/// send it; the caller's elapsed time less the function's duration bounds it.
+pub const QUEUE_WAIT_HEADER: &str = "x-queue-wait-seconds";
+
 /// The request body every function accepts.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

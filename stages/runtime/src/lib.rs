@@ -29,7 +29,7 @@ mod store;
 pub use config::{parse_duration, parse_var, var, Config, StoreConfig};
 #[cfg(feature = "server")]
 pub use context::{many, one, Context, ToolOutput};
-pub use envelope::{Artifact, Artifacts, ErrorResponse, Invocation, Metrics, Response};
+pub use envelope::{Artifact, Artifacts, ErrorResponse, Invocation, Metrics, Response, QUEUE_WAIT_HEADER};
 pub use error::{ErrorKind, StageError};
 #[cfg(feature = "server")]
 pub use function::{ffmpeg, param, serve, Handler};

@@ -363,19 +363,23 @@ fn docker_target(ws: &Workspace, images: &Value) {
             assert_eq!(summary["summary"][function]["invocations"], 0, "{function}");
             continue;
         }
-        assert_eq!(running.len(), 1, "{function}: one container each (idle_timeout is 300s)");
-        let container = &running[0];
-        let host = container.host_config.as_ref().unwrap();
-        let declared = get(&format!("/system/function/{function}"))["limits"]["memory"].as_str().unwrap().to_string();
+        // At least one (idle_timeout is 300s), more when its calls filled one.
+        let status = get(&format!("/system/function/{function}"));
+        let most: usize = status["labels"]["com.openfaas.scale.max"].as_str().unwrap().parse().unwrap();
+        assert!((1..=most).contains(&running.len()), "{function}: {} containers, scale.max {most}", running.len());
+        let declared = status["limits"]["memory"].as_str().unwrap().to_string();
         let declared_mb: i64 = declared.strip_suffix("Mi").unwrap().parse().unwrap();
-        assert_eq!(host.memory, Some(declared_mb * 1024 * 1024), "{function}: {declared}");
         if function != "orchestrator" {
             assert_eq!(summary["summary"][function]["memory_limit_mb"], declared_mb, "{function} reports the limit it was given");
         }
-        assert_eq!(host.memory_swap, host.memory, "{function}: no swap above the limit");
-        assert_eq!(host.network_mode.as_deref(), Some("host"), "{function}");
         let platform = images["functions"][function]["platforms"]["linux/amd64"].clone();
-        assert_eq!(container.image.as_deref(), platform["image_id"].as_str(), "{function} runs the image the build made");
+        for container in &running {
+            let host = container.host_config.as_ref().unwrap();
+            assert_eq!(host.memory, Some(declared_mb * 1024 * 1024), "{function}: {declared}");
+            assert_eq!(host.memory_swap, host.memory, "{function}: no swap above the limit");
+            assert_eq!(host.network_mode.as_deref(), Some("host"), "{function}");
+            assert_eq!(container.image.as_deref(), platform["image_id"].as_str(), "{function} runs the image the build made");
+        }
     }
     assert_eq!(containers("orchestrator")[0].host_config.as_ref().unwrap().nano_cpus, Some(500_000_000), "cpu: 0.5");
 
@@ -436,9 +440,11 @@ fn docker_target(ws: &Workspace, images: &Value) {
             assert!(running.is_empty(), "{function} ran for a request without a query");
             continue;
         }
-        assert_eq!(running.len(), 1, "{function}");
+        assert!(!running.is_empty(), "{function}");
         let built = images["functions"][function]["platforms"]["linux/amd64"]["image_id"].as_str();
-        assert_eq!(running[0].image.as_deref(), built, "{function}: the pulled index gives the amd64 image the build made");
+        for container in &running {
+            assert_eq!(container.image.as_deref(), built, "{function}: the pulled index gives the amd64 image the build made");
+        }
     }
     let again = openfaas(&["deploy"]);
     assert!(again.lines().any(|l| l.starts_with("update ") && l.contains("detect-objects")), "PUT the second time: {again}");

@@ -9,4 +9,5 @@ mod kubernetes;
 mod local;
 mod orchestrator;
 mod render;
+mod scaling;
 mod support;

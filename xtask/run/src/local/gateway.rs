@@ -31,6 +31,7 @@ use super::metrics::Metrics;
 use super::replica::Program;
 use super::runtime::Placer;
 use super::scaler::{Function, Functions};
+use stage_runtime::QUEUE_WAIT_HEADER;
 use super::secrets::{Refused, Secrets};
 use crate::openfaas::{
     DeleteFunctionRequest, FunctionDeployment, FunctionStatus, LogEntry, PrometheusAlert, Resources,
@@ -548,9 +549,8 @@ async fn call(
     let started = Instant::now();
     gateway.metrics.started(&name);
     let answered = |status: u16| gateway.metrics.answered(&name, status, started.elapsed());
-    let busy = function.begin_call();
-    let url = match gateway.functions.ensure_running(function).await {
-        Ok(url) => url,
+    let super::scaler::Lease { url, waited, busy } = match gateway.functions.admit(function).await {
+        Ok(lease) => lease,
         Err(err) => {
             answered(err.kind.status());
             return Err(error(&name, err));
@@ -569,8 +569,10 @@ async fn call(
         Err(error(&name, err))
     };
     match sent {
-        Ok(answer) => {
+        Ok(mut answer) => {
             answered(answer.status().as_u16());
+            let waited = HeaderValue::from_str(&format!("{:.6}", waited.as_secs_f64())).expect("a number is a header value");
+            answer.headers_mut().insert(QUEUE_WAIT_HEADER, waited);
             Ok((answer, call_id, busy))
         }
         Err(e) if e.is_timeout() => {

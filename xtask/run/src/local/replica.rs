@@ -124,21 +124,6 @@ impl Replica {
         }
     }
 
-    /// How it ended, waiting up to `within` for an end that is under way
-    /// (a container's exit is known a moment after its connections drop).
-    pub async fn exited_within(&mut self, within: Duration) -> Option<Exit> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(exit) = self.exited() {
-                return Some(exit);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// Let go of a replica that has exited: a container is removed (a
     /// process was reaped when it was seen to exit).
     pub async fn discard(self) {

@@ -237,6 +237,10 @@ impl Placer {
             labels.get(key).map_or(Ok(default), |v| v.parse().map_err(|_| bad(format!("label {key}={v:?} is not a number"))))
         };
         let scale = pipeline::Scale { min: label("com.openfaas.scale.min", 1)?, max: label("com.openfaas.scale.max", 20)? };
+        let max_inflight = match d.env_vars.get("max_inflight") {
+            Some(v) => v.parse().map_err(|_| bad(format!("envVars.max_inflight={v:?} is not a number")))?,
+            None => 0,
+        };
         let values = secrets.get(&d.secrets).map_err(|missing| bad(format!("secret `{missing}` does not exist; create it first (POST /system/secrets)")))?;
         let mut env: Vec<(String, String)> = d.env_vars.clone().into_iter().collect();
         let program = if runs_images {
@@ -260,6 +264,7 @@ impl Placer {
             memory_mb,
             cpu,
             scale,
+            max_inflight,
             secrets: d.secrets.clone(),
             labels,
             annotations: d.annotations.clone().unwrap_or_default(),

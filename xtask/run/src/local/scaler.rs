@@ -1,11 +1,24 @@
 //! The functions the gateway serves and their replicas (processes or
-//! containers): started on the first call (cold start) or by `scale.min`,
-//! stopped after `idle_timeout` without requests (scale to zero) or on
-//! request. At most one replica per function.
+//! containers), scaled the way OpenFaaS's autoscaler scales on its inflight
+//! metric:
+//!
+//! - a call goes to the ready replica with the fewest calls in flight that
+//!   has room (fewer than the function's `max_inflight`);
+//! - when none has room, the call starts a new replica (a cold start), up to
+//!   `scale.max`, or joins one that is starting and has room;
+//! - at `scale.max` with every replica full, the call waits at the gateway
+//!   for a place, at most as long as a cold start may take (`call.ready`,
+//!   the layer the timeout model gives the gateway before `upstream`), and is
+//!   then sent to the least busy replica, whose own limit answers 429
+//!   (back-pressure the orchestrator waits out);
+//! - a replica idle for `idle_timeout` is stopped, down to `scale.min`
+//!   (scale to zero when it is 0);
+//! - how long each call waited for its replica (start or place) is
+//!   measured and given to the caller (`X-Queue-Wait-Seconds`).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use stage_runtime::{ErrorKind, StageError};
@@ -13,10 +26,6 @@ use stage_runtime::{ErrorKind, StageError};
 use super::replica::{Exit, Launch, Replica, Runner, StartError};
 use crate::pipeline;
 use crate::pipeline::timeouts::Call;
-
-const STOPPED: u8 = 0;
-const STARTING: u8 = 1;
-const READY: u8 = 2;
 
 /// What the runtime needs to know of a function, whether it came from the
 /// pipeline file or through the gateway's API (`POST /system/functions`).
@@ -30,6 +39,9 @@ pub struct Spec {
     pub memory_mb: u64,
     pub cpu: f64,
     pub scale: pipeline::Scale,
+    /// Calls one replica serves at once (its watchdog's `max_inflight`);
+    /// 0: no bound, one replica serves every call.
+    pub max_inflight: usize,
     pub secrets: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
@@ -50,6 +62,7 @@ impl Spec {
             memory_mb: function.memory_mb,
             cpu: function.cpu,
             scale: function.scale,
+            max_inflight: function.max_inflight,
             secrets: function.secrets.clone(),
             labels: contract::labels(function),
             annotations: contract::annotations(function),
@@ -62,11 +75,29 @@ impl Spec {
 pub struct Function {
     pub spec: Spec,
     launch: Launch,
-    replica: tokio::sync::Mutex<Option<Replica>>,
-    phase: AtomicU8,
+    pool: Mutex<Pool>,
+    /// Woken whenever a place may have freed: a call ended, a replica
+    /// became ready, a start failed, a replica went.
+    changed: tokio::sync::Notify,
     pub invocations: AtomicU64,
-    inflight: AtomicUsize,
-    last_used: Mutex<Instant>,
+}
+
+/// A function's replicas, ready or starting.
+#[derive(Default)]
+struct Pool {
+    slots: Vec<Slot>,
+    next_serial: u64,
+}
+
+/// One replica: starting (no `replica` yet) or ready.
+struct Slot {
+    serial: u64,
+    replica: Option<Replica>,
+    /// Its start's outcome, for the calls that joined it while it started.
+    started: tokio::sync::watch::Receiver<Option<Result<String, StageError>>>,
+    /// Calls sent to it (or waiting for it to become ready).
+    inflight: usize,
+    last_used: Instant,
 }
 
 /// Counts for `/system/functions`.
@@ -75,14 +106,46 @@ pub struct Replicas {
     pub available: u64,
 }
 
-/// Marks one request in flight; dropping it marks the function used now.
-pub struct Busy(Arc<Function>);
+/// A call's place on one replica; dropping it frees the place and marks the
+/// replica used now.
+pub struct Busy {
+    function: Arc<Function>,
+    serial: u64,
+}
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        *self.0.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-        self.0.inflight.fetch_sub(1, Ordering::SeqCst);
+        let mut pool = self.function.lock();
+        if let Some(slot) = pool.slots.iter_mut().find(|slot| slot.serial == self.serial) {
+            slot.inflight = slot.inflight.saturating_sub(1);
+            slot.last_used = Instant::now();
+        }
+        drop(pool);
+        self.function.changed.notify_waiters();
     }
+}
+
+/// Where a call goes: the replica's URL, how long it waited for it, and its
+/// place there (held until the answer has been sent on).
+pub struct Lease {
+    pub url: String,
+    pub waited: Duration,
+    pub busy: Busy,
+}
+
+/// Where a starting replica's outcome is sent: its URL, or why it did not start.
+type Started = tokio::sync::watch::Sender<Option<Result<String, StageError>>>;
+
+/// What a call does next, decided under the pool's lock.
+enum Next {
+    /// Send it to this ready replica.
+    Go(u64, String),
+    /// Wait for this starting replica.
+    Join(u64, tokio::sync::watch::Receiver<Option<Result<String, StageError>>>),
+    /// Start this new replica.
+    Start(u64, Started),
+    /// Every replica is full and there are `scale.max`: wait for a place.
+    Wait,
 }
 
 impl Function {
@@ -90,11 +153,9 @@ impl Function {
         Function {
             spec,
             launch,
-            replica: tokio::sync::Mutex::new(None),
-            phase: AtomicU8::new(STOPPED),
+            pool: Mutex::new(Pool::default()),
+            changed: tokio::sync::Notify::new(),
             invocations: AtomicU64::new(0),
-            inflight: AtomicUsize::new(0),
-            last_used: Mutex::new(Instant::now()),
         }
     }
 
@@ -102,24 +163,85 @@ impl Function {
         &self.launch
     }
 
-    pub fn replicas(&self) -> Replicas {
-        match self.phase.load(Ordering::SeqCst) {
-            READY => Replicas { replicas: 1, available: 1 },
-            STARTING => Replicas { replicas: 1, available: 0 },
-            _ => Replicas { replicas: 0, available: 0 },
-        }
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Count a call and hold the function busy until the guard drops.
-    pub fn begin_call(self: &Arc<Self>) -> Busy {
-        self.invocations.fetch_add(1, Ordering::SeqCst);
-        self.inflight.fetch_add(1, Ordering::SeqCst);
-        Busy(self.clone())
+    pub fn replicas(&self) -> Replicas {
+        let pool = self.lock();
+        let available = pool.slots.iter().filter(|slot| slot.replica.is_some()).count() as u64;
+        Replicas { replicas: pool.slots.len() as u64, available }
+    }
+
+    /// The most replicas it may run (at least one, whatever `scale.max` says).
+    fn most(&self) -> usize {
+        (self.spec.scale.max as usize).max(1)
+    }
+
+    /// Whether a replica with `inflight` calls has room for one more.
+    fn has_room(&self, inflight: usize) -> bool {
+        self.spec.max_inflight == 0 || inflight < self.spec.max_inflight
     }
 
     /// Grace time for stopping: its last call's answer is out by then.
     pub fn grace(&self) -> Duration {
         self.spec.call.stop_grace()
+    }
+
+    /// Forget the replicas that have exited (they are discarded in the background).
+    fn reap(&self, pool: &mut Pool) {
+        let name = &self.spec.name;
+        pool.slots.retain_mut(|slot| {
+            let Some(replica) = slot.replica.as_mut() else { return true };
+            let Some(exit) = replica.exited() else { return true };
+            let (id, status) = (replica.id(), &exit.status);
+            tracing::warn!(function = %name, %id, %status, out_of_memory = exit.out_of_memory, "replica exited");
+            if let Some(replica) = slot.replica.take() {
+                tokio::spawn(replica.discard());
+            }
+            false
+        });
+    }
+
+    /// Decide where a call goes; `overflow`: past its wait, any replica will do.
+    fn next(&self, pool: &mut Pool, overflow: bool) -> Next {
+        self.reap(pool);
+        // Ready replicas first, then the least busy.
+        let least = |pool: &Pool, room: &dyn Fn(usize) -> bool| {
+            (0..pool.slots.len())
+                .filter(|&i| room(pool.slots[i].inflight))
+                .min_by_key(|&i| (pool.slots[i].replica.is_none(), pool.slots[i].inflight))
+        };
+        let chosen = match least(pool, &|inflight| self.has_room(inflight)) {
+            Some(i) => i,
+            None if pool.slots.len() < self.most() => {
+                let (serial, sender) = pool.add(1);
+                return Next::Start(serial, sender);
+            }
+            None if overflow => match least(pool, &|_| true) {
+                Some(i) => i,
+                None => return Next::Wait,
+            },
+            None => return Next::Wait,
+        };
+        let slot = &mut pool.slots[chosen];
+        slot.inflight += 1;
+        match &slot.replica {
+            Some(replica) => Next::Go(slot.serial, replica.url().to_string()),
+            None => Next::Join(slot.serial, slot.started.clone()),
+        }
+    }
+}
+
+impl Pool {
+    /// A new starting replica with `inflight` calls waiting for it; the
+    /// sender is for its start's outcome.
+    fn add(&mut self, inflight: usize) -> (u64, Started) {
+        let (sender, started) = tokio::sync::watch::channel(None);
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.slots.push(Slot { serial, replica: None, started, inflight, last_used: Instant::now() });
+        (serial, sender)
     }
 }
 
@@ -165,8 +287,8 @@ impl Functions {
         matches!(self.runner, Runner::Containers(_))
     }
 
-    /// Add `function`, or replace the one of its name (whose replica is
-    /// stopped); start its `scale.min` replica in the background.
+    /// Add `function`, or replace the one of its name (whose replicas are
+    /// stopped); start its `scale.min` replicas in the background.
     pub async fn deploy(self: &Arc<Self>, function: Function) {
         let function = Arc::new(function);
         let name = function.spec.name.clone();
@@ -177,12 +299,12 @@ impl Functions {
         if function.spec.scale.min >= 1 {
             let functions = self.clone();
             tokio::spawn(async move {
-                let _ = functions.ensure_running(&function).await;
+                let _ = functions.scale_up(&function, function.spec.scale.min as usize).await;
             });
         }
     }
 
-    /// Remove the function `name` and stop its replica; `false` when there is none.
+    /// Remove the function `name` and stop its replicas; `false` when there is none.
     pub async fn remove(&self, name: &str) -> bool {
         let removed = self.by_name.write().unwrap_or_else(|e| e.into_inner()).remove(name);
         match removed {
@@ -194,94 +316,191 @@ impl Functions {
         }
     }
 
-    /// The URL of a healthy replica of `function`, starting one if none runs
-    /// (or the last one died).
-    pub async fn ensure_running(&self, function: &Function) -> Result<String, StageError> {
-        let mut slot = function.replica.lock().await;
-        if let Some(replica) = slot.as_mut() {
-            match replica.exited() {
-                None => return Ok(replica.url().to_string()),
-                Some(exit) => {
-                    let (id, status) = (replica.id(), &exit.status);
-                    tracing::warn!(function = %function.spec.name, %id, %status, "replica had exited; starting anew");
-                    if let Some(replica) = slot.take() {
-                        replica.discard().await;
+    /// A place for one call on a replica of `function` (see the module's
+    /// rules): a ready one with room, a new one, or, at `scale.max`, the
+    /// first to free a place within `call.ready`.
+    pub async fn admit(self: &Arc<Self>, function: &Arc<Function>) -> Result<Lease, StageError> {
+        function.invocations.fetch_add(1, Ordering::SeqCst);
+        let arrived = Instant::now();
+        let queue_until = tokio::time::Instant::from_std(arrived + function.spec.call.ready);
+        loop {
+            if self.closing.load(Ordering::SeqCst) {
+                return Err(StageError::new(ErrorKind::Unavailable, "shutting_down", "the local runtime is shutting down"));
+            }
+            let changed = function.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let overflow = tokio::time::Instant::now() >= queue_until;
+            let next = function.next(&mut function.lock(), overflow);
+            let (serial, mut started) = match next {
+                Next::Go(serial, url) => {
+                    let busy = Busy { function: function.clone(), serial };
+                    return Ok(Lease { url, waited: arrived.elapsed(), busy });
+                }
+                Next::Start(serial, sender) => {
+                    let started = sender.subscribe();
+                    self.start(function.clone(), serial, sender);
+                    (serial, started)
+                }
+                Next::Join(serial, started) => (serial, started),
+                Next::Wait => {
+                    let _ = tokio::time::timeout_at(queue_until, changed).await;
+                    continue;
+                }
+            };
+            // Held from here: a caller that goes away frees its place.
+            let busy = Busy { function: function.clone(), serial };
+            let outcome = started.wait_for(Option::is_some).await.map(|outcome| outcome.clone());
+            return match outcome {
+                Ok(Some(Ok(url))) => Ok(Lease { url, waited: arrived.elapsed(), busy }),
+                Ok(Some(Err(err))) => Err(err),
+                _ => Err(StageError::internal("start_lost", format!("the start of a replica of `{}` ended without an outcome", function.spec.name))),
+            };
+        }
+    }
+
+    /// Start the replica of `function`'s starting slot `serial` in the
+    /// background (a caller that goes away does not cancel it) and send its
+    /// URL, once ready, or why it did not start (the slot then goes).
+    fn start(self: &Arc<Self>, function: Arc<Function>, serial: u64, outcome: Started) {
+        let functions = self.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let result = functions.runner.start(&function.launch, &functions.client, function.spec.call.ready).await;
+            // Into its slot, unless the slot went meanwhile (scaled to zero,
+            // removed, shutting down): then it is stopped.
+            let (sent, unwanted) = {
+                let mut pool = function.lock();
+                let position = pool.slots.iter().position(|slot| slot.serial == serial);
+                match (result, position) {
+                    (Ok(replica), Some(i)) => {
+                        let (name, id, replicas) = (&function.spec.name, replica.id(), pool.slots.len());
+                        tracing::info!(function = %name, %id, replicas, "ready after {:?}", started.elapsed());
+                        let url = replica.url().to_string();
+                        let slot = &mut pool.slots[i];
+                        slot.replica = Some(replica);
+                        slot.last_used = Instant::now();
+                        (Ok(url), None)
+                    }
+                    (Ok(replica), None) => {
+                        let name = &function.spec.name;
+                        let message = format!("function `{name}` was stopped while a replica started");
+                        (Err(StageError::new(ErrorKind::Unavailable, "replica_stopped", message)), Some(replica))
+                    }
+                    (Err(err), position) => {
+                        if let Some(i) = position {
+                            pool.slots.remove(i);
+                        }
+                        let err = start_error(&function.spec, err);
+                        tracing::warn!(function = %function.spec.name, "{}", err.message);
+                        (Err(err), None)
                     }
                 }
+            };
+            if let Some(replica) = unwanted {
+                replica.stop(function.grace()).await;
             }
-        }
-        if self.closing.load(Ordering::SeqCst) {
-            function.phase.store(STOPPED, Ordering::SeqCst);
-            return Err(StageError::new(ErrorKind::Unavailable, "shutting_down", "the local runtime is shutting down"));
-        }
-        function.phase.store(STARTING, Ordering::SeqCst);
-        let started = Instant::now();
-        match self.runner.start(&function.launch, &self.client, function.spec.call.ready).await {
-            Ok(replica) => {
-                tracing::info!(function = %function.spec.name, id = %replica.id(), "ready after {:?}", started.elapsed());
-                let url = replica.url().to_string();
-                *slot = Some(replica);
-                *function.last_used.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
-                function.phase.store(READY, Ordering::SeqCst);
-                Ok(url)
-            }
-            Err(err) => {
-                function.phase.store(STOPPED, Ordering::SeqCst);
-                let err = start_error(&function.spec, err);
-                tracing::warn!(function = %function.spec.name, "{}", err.message);
-                Err(err)
-            }
-        }
+            outcome.send_replace(Some(sent));
+            function.changed.notify_waiters();
+        });
     }
 
     /// Why a call to `function` at `url` got no answer: its replica was
     /// killed for memory (a classified error), or `None` when it is still
-    /// running or ended otherwise.
+    /// running or ended otherwise (a container's exit is known a moment
+    /// after its connections drop: it is asked for a second).
     pub async fn out_of_memory(&self, function: &Function, url: &str) -> Option<StageError> {
-        let mut slot = tokio::time::timeout(Duration::from_secs(2), function.replica.lock()).await.ok()?;
-        let replica = slot.as_mut().filter(|replica| replica.url() == url)?;
-        let exit = replica.exited_within(Duration::from_secs(1)).await?;
-        exit.out_of_memory.then(|| out_of_memory(&function.spec, "while serving a call"))
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            {
+                let mut pool = function.lock();
+                let slot = pool.slots.iter_mut().find(|slot| slot.replica.as_ref().is_some_and(|r| r.url() == url))?;
+                if let Some(exit) = slot.replica.as_mut()?.exited() {
+                    return exit.out_of_memory.then(|| out_of_memory(&function.spec, "while serving a call"));
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
-    /// Stop `function`'s replica, if any; `why` goes to the log.
+    /// Stop every replica of `function` (in parallel); `why` goes to the log.
     pub async fn stop(&self, function: &Function, why: &str) {
-        let mut slot = function.replica.lock().await;
-        if let Some(replica) = slot.take() {
-            tracing::info!(function = %function.spec.name, id = %replica.id(), "stopping replica ({why})");
-            function.phase.store(STOPPED, Ordering::SeqCst);
+        let slots: Vec<Slot> = std::mem::take(&mut function.lock().slots);
+        self.stop_slots(function, slots, why).await;
+    }
+
+    async fn stop_slots(&self, function: &Function, slots: Vec<Slot>, why: &str) {
+        let name = &function.spec.name;
+        let stops = slots.into_iter().filter_map(|slot| slot.replica).map(|replica| async move {
+            tracing::info!(function = %name, id = %replica.id(), "stopping replica ({why})");
             let exit = replica.stop(function.grace()).await;
             let status = exit.map_or("status unknown".into(), |exit| exit.status);
-            tracing::info!(function = %function.spec.name, "stopped ({status})");
-        }
-        function.phase.store(STOPPED, Ordering::SeqCst);
+            tracing::info!(function = %name, "stopped ({status})");
+        });
+        futures::future::join_all(stops).await;
+        function.changed.notify_waiters();
     }
 
-    /// Set the replica count: 0 stops the replica, more starts one (one is the
-    /// most this runtime runs per function).
-    pub async fn scale(&self, function: &Function, replicas: u64) -> Result<(), StageError> {
-        if replicas == 0 {
-            self.stop(function, "scaled to 0").await;
+    /// Set the replica count, within `scale.max`: 0 stops them all; fewer
+    /// stops the least busy; more starts new ones and waits until they are ready.
+    pub async fn scale(self: &Arc<Self>, function: &Arc<Function>, replicas: u64) -> Result<(), StageError> {
+        let wanted = replicas as usize;
+        if wanted > function.most() {
+            let (name, most) = (&function.spec.name, function.most());
+            tracing::info!(function = %name, replicas, "scale.max is {most}: running {most}");
+        }
+        let wanted = wanted.min(function.most());
+        let surplus: Vec<Slot> = {
+            let mut pool = function.lock();
+            let ready = pool.slots.iter().filter(|slot| slot.replica.is_some()).count();
+            let extra = pool.slots.len().saturating_sub(wanted).min(ready);
+            pool.slots.sort_by_key(|slot| (slot.replica.is_none(), slot.inflight));
+            pool.slots.drain(..extra).collect()
+        };
+        if !surplus.is_empty() {
+            self.stop_slots(function, surplus, &format!("scaled to {replicas}")).await;
             return Ok(());
         }
-        if replicas > 1 {
-            let name = &function.spec.name;
-            tracing::info!(function = %name, replicas, "the local runtime runs one replica per function; starting one");
-        }
-        self.ensure_running(function).await.map(drop)
+        self.scale_up(function, wanted).await
     }
 
-    /// Start the functions with `scale.min >= 1`; failures are logged, and
+    /// Start replicas until `function` has `wanted`, and wait for them.
+    async fn scale_up(self: &Arc<Self>, function: &Arc<Function>, wanted: usize) -> Result<(), StageError> {
+        let mut starts = Vec::new();
+        {
+            let mut pool = function.lock();
+            function.reap(&mut pool);
+            for _ in pool.slots.len()..wanted {
+                let (serial, sender) = pool.add(0);
+                starts.push((serial, sender.subscribe()));
+                self.start(function.clone(), serial, sender);
+            }
+        }
+        let mut first_error = None;
+        for (_, mut started) in starts {
+            if let Ok(outcome) = started.wait_for(Option::is_some).await {
+                if let Some(Err(err)) = &*outcome {
+                    first_error.get_or_insert(err.clone());
+                }
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Start the functions' `scale.min` replicas; failures are logged, and
     /// the next call tries again.
-    pub async fn start_minimum(&self) {
+    pub async fn start_minimum(self: &Arc<Self>) {
         self.runner.clean_up().await;
         let functions = self.all();
-        let starts = functions.iter().filter(|f| f.spec.scale.min >= 1).map(|f| self.ensure_running(f));
+        let starts = functions.iter().filter(|f| f.spec.scale.min >= 1).map(|f| self.scale_up(f, f.spec.scale.min as usize));
         futures::future::join_all(starts).await;
     }
 
-    /// Every so often: forget processes that died, stop those idle for
-    /// `idle_timeout` (unless `scale.min` keeps them). Runs forever.
+    /// Every so often: forget replicas that died, stop those idle for
+    /// `idle_timeout` down to `scale.min`. Runs forever.
     pub async fn scale_idle(&self) {
         let every = (self.idle_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut tick = tokio::time::interval(every);
@@ -289,44 +508,44 @@ impl Functions {
         loop {
             tick.tick().await;
             for function in &self.all() {
-                self.reap(function);
-                let idle = function.inflight.load(Ordering::SeqCst) == 0
-                    && function.last_used.lock().unwrap_or_else(|e| e.into_inner()).elapsed() >= self.idle_timeout;
-                if function.spec.scale.min == 0 && idle && function.phase.load(Ordering::SeqCst) == READY {
-                    // A call that arrived meanwhile holds the replica lock or is counted in flight.
-                    let Ok(mut slot) = function.replica.try_lock() else { continue };
-                    if function.inflight.load(Ordering::SeqCst) > 0 {
-                        continue;
+                let idle: Vec<Slot> = {
+                    let mut pool = function.lock();
+                    function.reap(&mut pool);
+                    let mut keep = pool.slots.len();
+                    let min = function.spec.scale.min as usize;
+                    let mut idle = Vec::new();
+                    let mut i = 0;
+                    while i < pool.slots.len() {
+                        let slot = &pool.slots[i];
+                        if keep > min && slot.replica.is_some() && slot.inflight == 0 && slot.last_used.elapsed() >= self.idle_timeout {
+                            idle.push(pool.slots.remove(i));
+                            keep -= 1;
+                        } else {
+                            i += 1;
+                        }
                     }
-                    let Some(replica) = slot.take() else { continue };
-                    function.phase.store(STOPPED, Ordering::SeqCst);
-                    let (name, id, idle) = (&function.spec.name, replica.id(), self.idle_timeout);
-                    tracing::info!(function = %name, %id, "idle for {idle:?}; scaling to zero");
-                    let grace = function.grace();
-                    // Stop outside the lock so a new call can start a fresh replica right away.
-                    drop(slot);
-                    tokio::spawn(async move { replica.stop(grace).await });
+                    idle
+                };
+                if idle.is_empty() {
+                    continue;
                 }
+                let why = format!("idle for {:?}", self.idle_timeout);
+                // In the background: a new call can start a fresh replica meanwhile.
+                let function = function.clone();
+                let grace = function.grace();
+                let name = function.spec.name.clone();
+                tokio::spawn(async move {
+                    for replica in idle.into_iter().filter_map(|slot| slot.replica) {
+                        tracing::info!(function = %name, id = %replica.id(), "{why}; stopping replica");
+                        replica.stop(grace).await;
+                    }
+                    function.changed.notify_waiters();
+                });
             }
         }
     }
 
-    /// Forget the replica of `function` if it has exited.
-    fn reap(&self, function: &Function) {
-        let Ok(mut slot) = function.replica.try_lock() else { return };
-        if let Some(replica) = slot.as_mut() {
-            if let Some(exit) = replica.exited() {
-                let (id, status) = (replica.id(), &exit.status);
-                tracing::warn!(function = %function.spec.name, %id, %status, out_of_memory = exit.out_of_memory, "replica exited");
-                if let Some(replica) = slot.take() {
-                    tokio::spawn(replica.discard());
-                }
-                function.phase.store(STOPPED, Ordering::SeqCst);
-            }
-        }
-    }
-
-    /// Refuse new starts, then stop every process (in parallel).
+    /// Refuse new starts, then stop every replica (in parallel).
     pub async fn stop_all(&self) {
         self.closing.store(true, Ordering::SeqCst);
         let functions = self.all();

@@ -1,0 +1,121 @@
+//! Scale-out on the local runtime: a function whose replicas are full gets
+//! another one, up to `scale.max`; past that, calls wait at the gateway for
+//! a place (the wait is measured and told) instead of being turned away;
+//! idle replicas go.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{self, Runtime};
+
+/// How long `slow` works on each call.
+const WORK: Duration = Duration::from_millis(1500);
+
+/// The orchestrator and `slow` (fault, sleeping `WORK`), one call at a
+/// time per replica, at most three replicas.
+fn pipeline(idle_timeout: &str) -> String {
+    let stages = support::repo().join("stages");
+    format!(
+        r#"name: scaling-test
+{common}functions:
+  orchestrator:
+    source: {orchestrator}
+    memory: 128Mi
+    cpu: 0.5
+    timeout: 1m
+    max_inflight: 8
+    scale: {{ min: 0, max: 1 }}
+    secrets: [s3-access-key, s3-secret-key]
+  slow:
+    source: {fault}
+    memory: 64Mi
+    cpu: 0.5
+    timeout: 10s
+    max_inflight: 1
+    scale: {{ min: 0, max: 3 }}
+    env: {{ FAULT: "sleep:{work}" }}
+    secrets: [s3-access-key, s3-secret-key]
+dag:
+  entry: orchestrator
+  inputs: {{ video: required }}
+  steps:
+    - {{ function: slow, needs: [video], produces: [slow] }}
+  retry:
+    attempts: 1
+    backoff: 100ms
+"#,
+        common = support::common_sections(idle_timeout),
+        orchestrator = stages.join("orchestrator").display(),
+        fault = stages.join("fault").display(),
+        work = WORK.as_millis(),
+    )
+}
+
+/// One answer of `slow`: its status, whether the function called it a cold
+/// start, and the gateway's queue wait.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    cold_start: bool,
+    queued: Duration,
+}
+
+/// `n` calls of `slow` at once, with request ids `<prefix>-<i>`.
+fn at_once(rt: &Runtime, prefix: &str, n: usize) -> Vec<Answer> {
+    let client = reqwest::Client::new();
+    let calls = (0..n).map(|i| {
+        let (client, url) = (client.clone(), format!("{}/function/slow", rt.gateway));
+        let body = serde_json::json!({ "request_id": format!("{prefix}-{i}"), "inputs": {} });
+        async move {
+            let answer = client.post(url).json(&body).timeout(Duration::from_secs(60)).send().await.unwrap();
+            let status = answer.status().as_u16();
+            let header = answer.headers().get(stage_runtime::QUEUE_WAIT_HEADER).map(|v| v.to_str().unwrap().to_string());
+            let body: Value = answer.json().await.unwrap();
+            let queued = header.unwrap_or_else(|| panic!("no {} header: {body}", stage_runtime::QUEUE_WAIT_HEADER));
+            Answer {
+                status,
+                cold_start: body["metrics"]["cold_start"].as_bool().unwrap_or_else(|| panic!("no metrics: {body}")),
+                queued: Duration::from_secs_f64(queued.parse().unwrap()),
+            }
+        }
+    });
+    rt.rt.block_on(futures::future::join_all(calls))
+}
+
+fn function(rt: &Runtime) -> Value {
+    let get = async { reqwest::get(format!("{}/system/function/slow", rt.gateway)).await.unwrap().json::<Value>().await.unwrap() };
+    rt.rt.block_on(get)
+}
+
+#[test]
+fn a_full_function_gets_replicas_up_to_its_max_then_calls_wait_for_a_place_and_idle_replicas_go() {
+    let rt = Runtime::up(&pipeline("3s"));
+
+    // Three at once, each replica taking one: three cold starts.
+    let cold = at_once(&rt, "first", 3);
+    assert!(cold.iter().all(|a| a.status == 200 && a.cold_start), "three new replicas: {cold:?}");
+    let slow = function(&rt);
+    assert_eq!((slow["replicas"].as_u64(), slow["availableReplicas"].as_u64()), (Some(3), Some(3)), "{slow}");
+
+    // Five at once on three warm replicas: three run now, two wait for a
+    // place (about one call's work) and none is turned away or starts a fourth.
+    let started = Instant::now();
+    let mut warm = at_once(&rt, "second", 5);
+    let took = started.elapsed();
+    assert!(warm.iter().all(|a| a.status == 200 && !a.cold_start), "the warm replicas served all: {warm:?}");
+    warm.sort_by_key(|a| a.queued);
+    let quick: Vec<Duration> = warm[..3].iter().map(|a| a.queued).collect();
+    let waited: Vec<Duration> = warm[3..].iter().map(|a| a.queued).collect();
+    assert!(quick.iter().all(|q| *q < WORK / 3), "three went straight to a replica: {warm:?}");
+    assert!(waited.iter().all(|q| *q >= WORK * 2 / 3), "two waited for a place: {warm:?}");
+    assert!(took >= WORK * 2, "two rounds of work on three replicas: {took:?}");
+    assert_eq!(function(&rt)["replicas"], 3, "never more than scale.max");
+
+    // Idle for idle_timeout: every replica goes (scale.min is 0).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while function(&rt)["replicas"] != 0 {
+        assert!(Instant::now() < deadline, "still running after 30 s idle: {}", function(&rt));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
