@@ -26,6 +26,15 @@ pub struct Caller {
 pub struct Attempt {
     pub attempt: u32,
     pub status: u16,
+    /// When it was first sent (ms since the epoch), 429 answers included.
+    pub started_at_ms: u64,
+    /// Time spent turned away with 429 and pausing before trying again.
+    pub paused_ms: f64,
+    /// How long the gateway held its last try before a replica took it (a
+    /// cold start, or a place on a busy function), when the gateway says so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queued_ms: Option<f64>,
+    /// Its last try, sent to answered.
     pub elapsed_ms: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<StageError>,
@@ -49,9 +58,12 @@ impl Caller {
         let mut backoff = Duration::from_millis(retry.backoff_ms);
         let mut busy_pause = BUSY_PAUSE_MIN;
         let mut attempt = 1;
+        // When this attempt was first sent: 429 answers do not end it.
+        let mut first_sent: Option<(Instant, u64)> = None;
         loop {
             let started = Instant::now();
-            let result = self.once(step, inv).await;
+            let (first, started_at_ms) = *first_sent.get_or_insert_with(|| (started, crate::state::now_ms()));
+            let (result, queued_ms) = self.once(step, inv).await;
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
             if let Err((error, _)) = &result {
                 if error.kind == ErrorKind::Overloaded {
@@ -60,17 +72,29 @@ impl Caller {
                     continue;
                 }
             }
+            // From the first try to the last one: the 429 answers and the pauses after them.
+            let paused_ms = started.duration_since(first).as_secs_f64() * 1000.0;
+            let record = |status: u16, error: Option<StageError>, metrics: Option<Metrics>| Attempt {
+                attempt,
+                status,
+                started_at_ms,
+                paused_ms,
+                queued_ms,
+                elapsed_ms,
+                error,
+                metrics,
+            };
+            first_sent = None;
             match result {
                 Ok(response) => {
-                    let metrics = Some(response.metrics.clone());
-                    attempts.push(Attempt { attempt, status: 200, elapsed_ms, error: None, metrics });
+                    attempts.push(record(200, None, Some(response.metrics.clone())));
                     return Ok(response);
                 }
                 Err((error, metrics)) => {
                     let last = attempt == retry.attempts.max(1);
                     let transient = error.kind.is_transient();
                     let status = error.kind.status();
-                    attempts.push(Attempt { attempt, status, elapsed_ms, error: Some(error.clone()), metrics });
+                    attempts.push(record(status, Some(error.clone()), metrics));
                     if last || !transient {
                         return Err(error);
                     }
@@ -83,14 +107,27 @@ impl Caller {
         }
     }
 
-    async fn once(&self, step: &PlanStep, inv: &Invocation) -> Result<Response, (StageError, Option<Metrics>)> {
+    /// One try, and how long the gateway says it queued it.
+    async fn once(&self, step: &PlanStep, inv: &Invocation) -> (Result<Response, (StageError, Option<Metrics>)>, Option<f64>) {
         let url = format!("{}/function/{}", self.gateway, step.function);
         // Past the gateway's own deadline for the call: its answer (the
         // function's 504 with metrics) arrives first, and no retry starts
         // while this attempt can still write.
         let deadline = Duration::from_millis(step.deadline_ms);
         let sent = self.client.post(&url).json(inv).timeout(deadline).send().await;
-        let response = sent.map_err(|e| (transport_error(&step.function, e, deadline), None))?;
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => return (Err((transport_error(&step.function, e, deadline), None)), None),
+        };
+        let queued_ms = response
+            .headers()
+            .get(stage_runtime::QUEUE_WAIT_HEADER)
+            .and_then(|value| value.to_str().ok()?.parse::<f64>().ok())
+            .map(|seconds| seconds * 1000.0);
+        (self.answer(step, response, deadline).await, queued_ms)
+    }
+
+    async fn answer(&self, step: &PlanStep, response: reqwest::Response, deadline: Duration) -> Result<Response, (StageError, Option<Metrics>)> {
         let status = response.status().as_u16();
         let body = response.bytes().await.map_err(|e| (transport_error(&step.function, e, deadline), None))?;
         if status == 200 {

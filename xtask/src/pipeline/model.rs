@@ -360,6 +360,21 @@ pub struct Regime {
     pub seed: u64,
     /// The video to send (absolute); `None`: the synthesized test video.
     pub input: Option<PathBuf>,
+    /// A capacity search instead of one schedule (steady, warm regimes only).
+    pub capacity: Option<Capacity>,
+}
+
+/// How a capacity search raises its steady rate and when a step no longer counts as sustained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Capacity {
+    /// A step whose p95 latency is above this is not sustained.
+    pub p95: Duration,
+    /// Nor one with more failed or dropped requests than this.
+    pub failures: u32,
+    /// Each step's rate is the one before times this (above 1).
+    pub factor: f64,
+    /// Steps at most; the search ends at the first step not sustained.
+    pub steps: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -52,6 +52,23 @@ pub struct RawRegime {
     pub seed: Option<u64>,
     #[serde(default)]
     pub input: Option<PathBuf>,
+    #[serde(default)]
+    pub capacity: Option<RawCapacity>,
+}
+
+/// A regime's `capacity:`: raise the steady rate step by step until a bound breaks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapacity {
+    /// The highest p95 latency a sustained rate may have.
+    pub p95: Text,
+    /// Failed (or dropped) requests a sustained step may have; 0 when not given.
+    #[serde(default)]
+    pub failures: Option<u32>,
+    /// Each step's rate is the one before times this.
+    pub factor: Text,
+    /// Steps at most, the first at the regime's `rate`.
+    pub steps: u32,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]

@@ -57,6 +57,7 @@ pub fn write_run(run: &Run) -> anyhow::Result<PathBuf> {
         ("latency-cdf.svg", plots::latency_cdf(&[(name, &run.requests)])?),
         ("latency-over-time.svg", plots::latency_over_time(&run.requests)?),
         ("stages.svg", plots::stages(&run.invocations)?),
+        ("waterfall.svg", plots::waterfall(&run.requests, &run.invocations)?),
         ("cost-latency.svg", plots::cost_against_latency(&run.requests)?),
     ];
     let mut md = String::new();

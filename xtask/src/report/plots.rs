@@ -156,6 +156,98 @@ pub fn stages(invocations: &[InvocationRecord]) -> Plot {
     Ok(svg)
 }
 
+/// Where the time of the median and of the slowest succeeded request went:
+/// one row per invocation on the request's own time axis, each its wait
+/// (429 pauses and the gateway's queue, cold starts included), its run (the
+/// function's own duration) and the rest of its call (transfer, gateway).
+pub fn waterfall(requests: &[RequestRecord], invocations: &[InvocationRecord]) -> Plot {
+    let mut succeeded: Vec<&RequestRecord> = requests.iter().filter(|r| !r.warmup && r.outcome == "succeeded").collect();
+    succeeded.sort_by(|a, b| a.latency_ms.total_cmp(&b.latency_ms));
+    let mut chosen: Vec<(&str, &RequestRecord)> = Vec::new();
+    if let Some(median) = succeeded.get(succeeded.len().saturating_sub(1) / 2) {
+        chosen.push(("median", median));
+    }
+    if let Some(slowest) = succeeded.last().filter(|s| chosen.first().is_none_or(|(_, m)| m.request_id != s.request_id)) {
+        chosen.push(("slowest", slowest));
+    }
+    let panels: Vec<(String, Vec<&InvocationRecord>)> = chosen
+        .iter()
+        .map(|(which, request)| {
+            let mut rows: Vec<&InvocationRecord> = invocations.iter().filter(|i| i.request_id == request.request_id).collect();
+            rows.sort_by(|a, b| a.started_ms.total_cmp(&b.started_ms));
+            (format!("{which} request {} ({:.2} s)", request.request_id, request.latency_ms / 1000.0), rows)
+        })
+        .collect();
+    const ROW: u32 = 16;
+    let heights: Vec<u32> = panels.iter().map(|(_, rows)| 90 + ROW * rows.len().max(1) as u32).collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (SIZE.0 + 160, heights.iter().sum::<u32>().max(120))).into_drawing_area();
+        root.fill(&WHITE).map_err(error)?;
+        if panels.is_empty() {
+            root.draw_text("no succeeded request to draw", &("sans-serif", 16).into_text_style(&root), (20, 50)).map_err(error)?;
+        }
+        let mut rest = root.clone();
+        for ((title, rows), height) in panels.iter().zip(&heights) {
+            let (area, below) = rest.split_vertically(*height);
+            rest = below;
+            let end = |i: &InvocationRecord| (i.started_ms + i.paused_ms + i.elapsed_ms) / 1000.0;
+            let max = rows.iter().map(|i| end(i)).fold(0.0, f64::max).max(0.001) * 1.02;
+            let labels: Vec<String> =
+                rows.iter().map(|i| if i.scope.is_empty() { i.function.clone() } else { format!("{} {}", i.function, i.scope) }).collect();
+            let mut chart = ChartBuilder::on(&area)
+                .caption(title, ("sans-serif", 16))
+                .margin(10)
+                .x_label_area_size(36)
+                .y_label_area_size(210)
+                .build_cartesian_2d(0f64..max, (0..rows.len().max(1)).into_segmented())
+                .map_err(error)?;
+            chart
+                .configure_mesh()
+                .disable_y_mesh()
+                .y_labels(rows.len().max(1) + 1)
+                .y_label_formatter(&|y| match y {
+                    SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                    _ => String::new(),
+                })
+                .x_desc("seconds since the request started")
+                .draw()
+                .map_err(error)?;
+            let bar = |row: usize, from: f64, to: f64, colour: RGBColor| {
+                let mut rectangle = Rectangle::new([(from, SegmentValue::Exact(row)), (to, SegmentValue::Exact(row + 1))], colour.filled());
+                rectangle.set_margin(2, 2, 0, 0);
+                rectangle
+            };
+            let parts = |i: &InvocationRecord| {
+                let start = i.started_ms / 1000.0;
+                let waited = start + (i.paused_ms + i.queued_ms.unwrap_or(0.0)) / 1000.0;
+                let ran = waited + i.duration_ms / 1000.0;
+                (start, waited, ran, end(i).max(ran))
+            };
+            // Each series' span of an invocation's (start, waited, ran, end).
+            type Span = fn((f64, f64, f64, f64)) -> (f64, f64);
+            let series: [(&str, RGBColor, Span); 3] = [
+                ("waiting (429 pauses, gateway queue, cold start)", COLOURS[1], |p| (p.0, p.1)),
+                ("running (the function's duration)", COLOURS[0], |p| (p.1, p.2)),
+                ("rest of the call (transfer, gateway)", RGBColor(170, 170, 170), |p| (p.2, p.3)),
+            ];
+            for (name, colour, span) in series {
+                chart
+                    .draw_series(rows.iter().enumerate().map(|(row, i)| {
+                        let (from, to) = span(parts(i));
+                        bar(row, from, to, colour)
+                    }))
+                    .map_err(error)?
+                    .label(name)
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.filled()));
+            }
+            chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).position(SeriesLabelPosition::UpperLeft).draw().map_err(error)?;
+        }
+        root.present().map_err(error)?;
+    }
+    Ok(svg)
+}
+
 /// Each succeeded request's cost (seconds × declared GB) against its latency.
 pub fn cost_against_latency(requests: &[RequestRecord]) -> Plot {
     let points: Vec<(f64, f64)> =

@@ -47,7 +47,18 @@ pub struct InvocationRecord {
     pub scope: String,
     pub attempt: u32,
     pub status: u16,
-    /// The attempt as the orchestrator saw it (client side).
+    /// When the attempt was first sent, in ms from the request's start at the orchestrator.
+    #[serde(default)]
+    pub started_ms: f64,
+    /// Turned away with 429 and pausing before its last try (back-pressure).
+    #[serde(default)]
+    pub paused_ms: f64,
+    /// Held by the gateway before a replica took its last try (a cold
+    /// start, or a place on a busy function); empty when the gateway does
+    /// not say (OpenFaaS's).
+    #[serde(default)]
+    pub queued_ms: Option<f64>,
+    /// The last try as the orchestrator saw it (client side).
     pub elapsed_ms: f64,
     /// The invocation as the function measured it (server side).
     pub duration_ms: f64,
@@ -68,6 +79,7 @@ pub struct InvocationRecord {
 /// Every attempt with metrics in `state`, marked against `cold` (what the regime expects).
 pub fn invocations(request_id: &str, warmup: bool, state: &serde_json::Value, cold: bool) -> Vec<InvocationRecord> {
     let mut found = Vec::new();
+    let request_start = state["started_at_ms"].as_f64().unwrap_or(0.0);
     for step in state["steps"].as_array().into_iter().flatten() {
         for attempt in step["attempts"].as_array().into_iter().flatten() {
             let metrics = &attempt["metrics"];
@@ -84,6 +96,9 @@ pub fn invocations(request_id: &str, warmup: bool, state: &serde_json::Value, co
                 scope: step["scope"].as_str().unwrap_or_default().to_string(),
                 attempt: attempt["attempt"].as_u64().unwrap_or(0) as u32,
                 status: attempt["status"].as_u64().unwrap_or(0) as u16,
+                started_ms: attempt["started_at_ms"].as_f64().map_or(0.0, |at| (at - request_start).max(0.0)),
+                paused_ms: attempt["paused_ms"].as_f64().unwrap_or(0.0),
+                queued_ms: attempt["queued_ms"].as_f64(),
                 elapsed_ms,
                 duration_ms: number("duration_ms"),
                 outside_ms: (elapsed_ms - number("duration_ms")).max(0.0),
@@ -156,6 +171,18 @@ pub struct Summary {
     pub mismatches: usize,
     /// Per function: the highest peak against the declared limit.
     pub memory: BTreeMap<String, Memory>,
+    /// CPU seconds the target's functions used per measured request sent,
+    /// when the target runs on this machine (local, docker).
+    #[serde(default)]
+    pub cpu_s_per_request: Option<f64>,
+    /// The machine's cores.
+    #[serde(default)]
+    pub cores: usize,
+    /// Bursts: the mean time from a burst's first start to its last answer
+    /// ÷ the least the CPU allows for it (its requests × CPU per request ÷
+    /// cores); 1 is a machine kept busy, nothing waiting on anything else.
+    #[serde(default)]
+    pub burst_time_over_cpu_bound: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -221,7 +248,35 @@ impl Summary {
             cold_starts: counted.iter().filter(|i| i.cold_start).count(),
             mismatches: invocations.iter().filter(|i| i.mismatch).count(),
             memory,
+            cpu_s_per_request: None,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            burst_time_over_cpu_bound: None,
         }
+    }
+}
+
+impl Summary {
+    /// Add the CPU figures: `cpu_used` seconds over `requests` (those
+    /// dropped sent nothing), and for `bursts` how close each burst came to
+    /// the CPU-bound time.
+    pub fn with_cpu(mut self, cpu_used: Option<f64>, requests: &[RequestRecord], bursts: bool) -> Summary {
+        let measured: Vec<&RequestRecord> = requests.iter().filter(|r| !r.warmup && !r.dropped).collect();
+        self.cpu_s_per_request = cpu_used.filter(|_| !measured.is_empty()).map(|cpu| cpu / measured.len() as f64);
+        let Some(cpu) = self.cpu_s_per_request.filter(|cpu| bursts && *cpu > 0.0) else { return self };
+        let mut groups: BTreeMap<usize, Vec<&RequestRecord>> = BTreeMap::new();
+        for request in &measured {
+            groups.entry(request.group).or_default().push(request);
+        }
+        let ratios: Vec<f64> = groups
+            .values()
+            .map(|group| {
+                let first = group.iter().map(|r| r.started_s).fold(f64::INFINITY, f64::min);
+                let last = group.iter().map(|r| r.scheduled_s + r.total_ms / 1000.0).fold(0.0, f64::max);
+                (last - first) / (group.len() as f64 * cpu / self.cores as f64)
+            })
+            .collect();
+        self.burst_time_over_cpu_bound = Some(ratios.iter().sum::<f64>() / ratios.len() as f64);
+        self
     }
 }
 
@@ -253,6 +308,42 @@ pub fn median_ci(sorted: &[f64]) -> [f64; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(group: usize, started_s: f64, total_s: f64) -> RequestRecord {
+        RequestRecord {
+            request_id: format!("r-{group}-{started_s}"),
+            warmup: false,
+            group,
+            scheduled_s: started_s,
+            started_s,
+            late_ms: 0.0,
+            dropped: false,
+            latency_ms: total_s * 1000.0,
+            total_ms: total_s * 1000.0,
+            attempts: 1,
+            status: 200,
+            outcome: "succeeded".into(),
+            error: String::new(),
+            clips: 1,
+            cost_unit: 0.0,
+        }
+    }
+
+    #[test]
+    fn a_burst_is_set_against_the_time_its_cpu_allows() {
+        // Two bursts of two requests; 8 CPU seconds each, so on `cores`
+        // cores a burst needs 16 ÷ cores seconds at least.
+        let requests = [request(0, 0.0, 10.0), request(0, 0.0, 12.0), request(1, 100.0, 16.0), request(1, 101.0, 14.0)];
+        let summary = Summary::new("b", "local", &requests, &[]).with_cpu(Some(32.0), &requests, true);
+        assert_eq!(summary.cpu_s_per_request, Some(8.0));
+        let least = 16.0 / summary.cores as f64;
+        let expected = (12.0 / least + 16.0 / least) / 2.0;
+        assert!((summary.burst_time_over_cpu_bound.unwrap() - expected).abs() < 1e-9, "{summary:?}");
+        let steady = Summary::new("s", "local", &requests, &[]).with_cpu(Some(32.0), &requests, false);
+        assert_eq!(steady.burst_time_over_cpu_bound, None, "only bursts");
+        let elsewhere = Summary::new("s", "openfaas", &requests, &[]).with_cpu(None, &requests, true);
+        assert_eq!((elsewhere.cpu_s_per_request, elsewhere.burst_time_over_cpu_bound), (None, None));
+    }
 
     #[test]
     fn the_median_interval_widens_with_fewer_values() {

@@ -957,6 +957,30 @@ fn burst_regime_refuses_a_rate() {
 }
 
 #[test]
+fn capacity_search_of_a_cold_regime_is_rejected() {
+    Fixture::good()
+        .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, capacity: { p95: 60s, factor: 2, steps: 3 } }")
+        .fails(expect![[r#"
+            error: regime `cold-steady` searches for capacity but is not warm and steady
+               --> pipeline.yaml:286:83
+            286 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, capacity: { p95: 60s, factor: 2, steps: 3 } }
+                |                                                                                   ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
+            help: a capacity search raises a steady rate on warm functions: make it `start: warm` and `pattern: steady`
+        "#]]);
+}
+
+#[test]
+fn capacity_factor_that_does_not_raise_the_rate_is_rejected() {
+    Fixture::good().replace("capacity: { p95: 60s, factor: 1.4, steps: 6 }", "capacity: { p95: 60s, factor: 0.5, steps: 6 }").fails(expect![[r#"
+        error: factor `0.5` does not raise the rate
+           --> pipeline.yaml:298:35
+        298 |     capacity: { p95: 60s, factor: 0.5, steps: 6 }
+            |                                   ^^^
+        help: give a number above 1, like `1.5`
+    "#]]);
+}
+
+#[test]
 fn need_nobody_produces_suggests_the_close_name() {
     Fixture::good().replace("needs: [audio_16k]", "needs: [audio_16]").fails(expect![[r#"
         error: transcribe needs `audio_16`, which no step produces and the request does not bring

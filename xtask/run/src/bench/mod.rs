@@ -9,7 +9,6 @@
 //! work on the machine changes less than wall time.
 
 pub mod build;
-mod cpu;
 mod direct;
 mod report;
 mod search;
@@ -175,9 +174,9 @@ async fn direct_run(
 ) -> anyhow::Result<direct::DirectRun> {
     progress.set_message(format!("direct run {i}/{runs}"));
     let (direct, video) = (direct.clone(), video.to_path_buf());
-    let before = cpu::tree_seconds(std::process::id());
+    let before = crate::local::cpu::tree_seconds(std::process::id());
     let mut run = tokio::task::spawn_blocking(move || direct.run(&video)).await??;
-    run.cpu_s = cpu::tree_seconds(std::process::id()) - before;
+    run.cpu_s = crate::local::cpu::tree_seconds(std::process::id()) - before;
     progress.inc(1);
     Ok(run)
 }
@@ -246,7 +245,7 @@ impl Runtime {
     /// for a target elsewhere.
     async fn cpu_seconds(&self) -> f64 {
         match &self.cpu {
-            Cpu::Embedded { pid, state } => cpu::tree_seconds(*pid) + crate::local::container_cpu_seconds(state).await,
+            Cpu::Embedded { pid, state } => crate::local::cpu_seconds(*pid, state).await,
             Cpu::Elsewhere => f64::NAN,
         }
     }

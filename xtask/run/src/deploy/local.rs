@@ -107,4 +107,10 @@ impl Target for Embedded<'_> {
     fn teardown(&self) -> anyhow::Result<()> {
         local::stop(&self.state)
     }
+
+    fn cpu_seconds(&self) -> anyhow::Result<Option<f64>> {
+        let Some(pid) = self.runtime_pid()? else { return Ok(None) };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        Ok(Some(rt.block_on(local::cpu_seconds(pid, &self.state))))
+    }
 }

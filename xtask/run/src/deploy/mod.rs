@@ -86,6 +86,12 @@ pub trait Target {
         let gateway = Gateway::new(&self.endpoints()?.gateway_url)?;
         gateway.scale(function, replicas, within)
     }
+
+    /// CPU seconds its functions have used so far, when they run on this
+    /// machine where they can be measured; `None` elsewhere.
+    fn cpu_seconds(&self) -> anyhow::Result<Option<f64>> {
+        Ok(None)
+    }
 }
 
 /// Every declared secret's value, for a target that takes them from this

@@ -17,6 +17,7 @@
 //! The results folder holds `requests.{jsonl,csv}`,
 //! `invocations.{jsonl,csv}`, `summary.json` and `environment.json`.
 
+mod capacity;
 mod load;
 
 use std::path::{Path, PathBuf};
@@ -67,65 +68,32 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Experimen
         invocations.extend(calls);
         progress.inc(1);
     }
-    let measured_from = started.elapsed();
-    let groups = groups(&regime, &offsets);
-    for (group, members) in groups.iter().enumerate() {
-        if context.cold {
-            progress.set_message(format!("group {}/{}: scaling every function to zero", group + 1, groups.len()));
-            deploy::scale_all_to_zero(pipeline, target.as_ref())?;
+    let schedule = Schedule { context: &context, target: target.as_ref(), rt: &rt, session: &session, concurrency: flags.concurrency, started, progress: &progress };
+    let mut search = None;
+    let cpu_before = target.cpu_seconds()?;
+    match &regime.capacity {
+        None => {
+            let (measured, calls) = schedule.run(&regime, &offsets, 0)?;
+            requests.extend(measured);
+            invocations.extend(calls);
         }
-        let group_start = members.first().map_or(Duration::ZERO, |(_, offset)| *offset);
-        // Not before its scheduled time; later if the scale-down took longer.
-        let wait = (measured_from + group_start).saturating_sub(started.elapsed());
-        std::thread::sleep(wait);
-        let base = started.elapsed();
-        let local: Vec<Duration> = members.iter().map(|(_, offset)| offset.saturating_sub(group_start)).collect();
-        progress.set_message(format!("group {}/{}: {} requests", group + 1, groups.len(), members.len()));
-        let slots = rt.block_on(load::open_loop(&local, flags.concurrency, |i| {
-            let (index, offset) = members[i];
-            let id = format!("exp-{session}-{index}");
-            let scheduled = measured_from + offset;
-            let context = &context;
-            Box::pin(async move { context.request(id, false, group, scheduled, started).await })
-        }));
-        for slot in slots {
-            let (index, offset) = members[slot.index];
-            match slot.result {
-                Some((mut request, calls)) => {
-                    // Against the whole schedule: a cold group's scale-down delay counts.
-                    request.late_ms = (base + slot.scheduled + slot.late).saturating_sub(measured_from + offset).as_secs_f64() * 1000.0;
-                    requests.push(request);
-                    invocations.extend(calls);
-                }
-                None => requests.push(RequestRecord {
-                    request_id: format!("exp-{session}-{index}"),
-                    warmup: false,
-                    group,
-                    scheduled_s: (measured_from + offset).as_secs_f64(),
-                    started_s: 0.0,
-                    late_ms: 0.0,
-                    dropped: true,
-                    latency_ms: 0.0,
-                    total_ms: 0.0,
-                    attempts: 0,
-                    status: 0,
-                    outcome: "dropped".into(),
-                    error: format!("{} requests were in flight (--concurrency)", flags.concurrency),
-                    clips: 0,
-                    cost_unit: 0.0,
-                }),
-            }
-            progress.inc(1);
-        }
+        Some(capacity) => search = Some((capacity, capacity::search(&schedule, &regime, capacity, &mut requests, &mut invocations)?)),
     }
+    let cpu_used = cpu_before.zip(target.cpu_seconds()?).map(|(before, after)| after - before);
     progress.finish_and_clear();
 
     records::write(&out, "requests", &requests)?;
     records::write(&out, "invocations", &invocations)?;
-    let summary = Summary::new(&flags.regime, target_name, &requests, &invocations);
+    let bursts = matches!(regime.pattern, Pattern::Burst { .. });
+    let summary = Summary::new(&flags.regime, target_name, &requests, &invocations).with_cpu(cpu_used, &requests, bursts);
+    let search = search.map(|(capacity, steps)| capacity::Search::new(capacity, steps, &summary));
     write_json(&out.join("summary.json"), &summary)?;
     write_json(&out.join("environment.json"), &environment(pipeline, target_name, &flags.regime, &regime, &offsets, &input))?;
     print_summary(&summary);
+    if let Some(search) = &search {
+        write_json(&out.join("capacity.json"), search)?;
+        search.print();
+    }
     let report = xtask::report::write_run(&xtask::report::Run::read(&out)?)?;
     println!("report: {}", report.display());
     println!("results: {}", out.display());
@@ -169,6 +137,81 @@ fn regime(pipeline: &Pipeline, flags: &flags::Experiment) -> anyhow::Result<Regi
         bail!("--requests 0 sends nothing\nhelp: use 1 or more");
     }
     Ok(regime)
+}
+
+/// What running a schedule needs: the requests' context, the target (to
+/// scale to zero), the clock every record is measured from.
+pub(crate) struct Schedule<'a> {
+    context: &'a Context<'a>,
+    target: &'a dyn deploy::Target,
+    rt: &'a tokio::runtime::Runtime,
+    session: &'a str,
+    concurrency: usize,
+    started: Instant,
+    progress: &'a indicatif::ProgressBar,
+}
+
+impl Schedule<'_> {
+    /// `offsets` of `regime`'s pattern from now, open loop, in groups (a cold
+    /// regime scales to zero before each); request ids and groups counted
+    /// from `first_group`.
+    fn run(&self, regime: &Regime, offsets: &[Duration], first_group: usize) -> anyhow::Result<(Vec<RequestRecord>, Vec<InvocationRecord>)> {
+        let (context, started, session) = (self.context, self.started, self.session);
+        let mut requests = Vec::new();
+        let mut invocations = Vec::new();
+        let measured_from = started.elapsed();
+        let groups = groups(regime, offsets);
+        for (n, members) in groups.iter().enumerate() {
+            let group = first_group + n;
+            if context.cold {
+                self.progress.set_message(format!("group {}/{}: scaling every function to zero", n + 1, groups.len()));
+                deploy::scale_all_to_zero(context.pipeline, self.target)?;
+            }
+            let group_start = members.first().map_or(Duration::ZERO, |(_, offset)| *offset);
+            // Not before its scheduled time; later if the scale-down took longer.
+            let wait = (measured_from + group_start).saturating_sub(started.elapsed());
+            std::thread::sleep(wait);
+            let base = started.elapsed();
+            let local: Vec<Duration> = members.iter().map(|(_, offset)| offset.saturating_sub(group_start)).collect();
+            self.progress.set_message(format!("group {}/{}: {} requests", n + 1, groups.len(), members.len()));
+            let id = |index: usize| format!("exp-{session}-{first_group}-{index}");
+            let slots = self.rt.block_on(load::open_loop(&local, self.concurrency, |i| {
+                let (index, offset) = members[i];
+                let scheduled = measured_from + offset;
+                Box::pin(async move { context.request(id(index), false, group, scheduled, started).await })
+            }));
+            for slot in slots {
+                let (index, offset) = members[slot.index];
+                match slot.result {
+                    Some((mut request, calls)) => {
+                        // Against the whole schedule: a cold group's scale-down delay counts.
+                        request.late_ms = (base + slot.scheduled + slot.late).saturating_sub(measured_from + offset).as_secs_f64() * 1000.0;
+                        requests.push(request);
+                        invocations.extend(calls);
+                    }
+                    None => requests.push(RequestRecord {
+                        request_id: id(index),
+                        warmup: false,
+                        group,
+                        scheduled_s: (measured_from + offset).as_secs_f64(),
+                        started_s: 0.0,
+                        late_ms: 0.0,
+                        dropped: true,
+                        latency_ms: 0.0,
+                        total_ms: 0.0,
+                        attempts: 0,
+                        status: 0,
+                        outcome: "dropped".into(),
+                        error: format!("{} requests were in flight (--concurrency)", self.concurrency),
+                        clips: 0,
+                        cost_unit: 0.0,
+                    }),
+                }
+                self.progress.inc(1);
+            }
+        }
+        Ok((requests, invocations))
+    }
 }
 
 /// The schedule in groups, each `(index, offset)`: a warm regime is one
@@ -333,6 +376,12 @@ fn print_summary(summary: &Summary) {
         "cost per request {:.2} s×GB; {} invocations, {} cold starts, {} mismatches left out",
         summary.cost_unit_per_request, summary.invocations, summary.cold_starts, summary.mismatches
     );
+    if let Some(cpu) = summary.cpu_s_per_request {
+        println!("CPU {cpu:.2} s per request on {} cores", summary.cores);
+    }
+    if let Some(ratio) = summary.burst_time_over_cpu_bound {
+        println!("a burst took {ratio:.2}× the least its CPU allows (its requests × CPU per request ÷ cores)");
+    }
     for (function, memory) in &summary.memory {
         if memory.flagged {
             println!("warning: {function} peaked at {:.0} MiB of its {} MiB limit (above 80 %)", memory.peak_rss_mb, memory.limit_mb);

@@ -13,6 +13,7 @@
 
 mod build;
 mod container;
+pub mod cpu;
 mod gateway;
 mod metrics;
 mod process;
@@ -220,10 +221,11 @@ pub fn pid(state: &StateDir) -> anyhow::Result<Option<u32>> {
     Ok(state.running()?.map(|info| info.pid))
 }
 
-/// CPU seconds the containers of the runtime of `state` have used so far
-/// (0 without any: a `local` target's replicas are processes).
-pub async fn container_cpu_seconds(state: &StateDir) -> f64 {
-    container::cpu_seconds(&state.root.display().to_string()).await
+/// CPU seconds the runtime of `state` (pid `pid`) and its replicas have used
+/// so far: its process tree (with a `local` target's replica processes) and
+/// its containers (a `docker` target's replicas).
+pub async fn cpu_seconds(pid: u32, state: &StateDir) -> f64 {
+    cpu::tree_seconds(pid) + container::cpu_seconds(&state.root.display().to_string()).await
 }
 
 /// The end of the runtime's log, or of one function's.

@@ -13,7 +13,7 @@ mod dag;
 
 use super::diagnostic::{Diagnostic, Source};
 use super::model::{
-    Dag,     Bounds, Embedded, Function, Kubernetes, KubernetesMode, OpenFaas, Parameters, Pattern, Pipeline, Regime,
+    Bounds, Capacity, Dag, Embedded, Function, Kubernetes, KubernetesMode, OpenFaas, Parameters, Pattern, Pipeline, Regime,
     Scale, Start, Storage, Target, TargetKind,
 };
 use super::raw::{RawFunction, RawPattern, RawPipeline, RawRegime, RawStart, RawStorage, RawTarget, RawTargetKind, RawTimeouts, Text};
@@ -198,7 +198,27 @@ impl Checker<'_> {
             }
             None => None,
         };
-        Ok(Regime { start, pattern, warmup, seed: raw.seed.unwrap_or(1), input })
+        let capacity = match raw.capacity {
+            None => None,
+            Some(_) if start != Start::Warm || !matches!(pattern, Pattern::Steady { .. }) => {
+                return Err(self.error(
+                    &at("capacity"),
+                    format!("regime `{name}` searches for capacity but is not warm and steady"),
+                    "a capacity search raises a steady rate on warm functions: make it `start: warm` and `pattern: steady`",
+                ));
+            }
+            Some(capacity) => {
+                let at = |key: &str| format!("{path}.capacity.{key}");
+                let factor = capacity.factor.0.parse::<f64>().ok().filter(|f| f.is_finite() && *f > 1.0).ok_or_else(|| {
+                    self.error(&at("factor"), format!("factor `{}` does not raise the rate", capacity.factor.0), "give a number above 1, like `1.5`")
+                })?;
+                if capacity.steps == 0 {
+                    return Err(self.error(&at("steps"), format!("regime `{name}` searches in 0 steps"), "use 1 or more"));
+                }
+                Some(Capacity { p95: self.duration(&at("p95"), &capacity.p95)?, failures: capacity.failures.unwrap_or(0), factor, steps: capacity.steps })
+            }
+        };
+        Ok(Regime { start, pattern, warmup, seed: raw.seed.unwrap_or(1), input, capacity })
     }
 
     fn timeout_settings(&self, raw: &RawTimeouts) -> Checked<Settings> {
