@@ -465,8 +465,8 @@ fn docker_target(ws: &Workspace, images: &Value) {
     // bench through the same target: every function scaled to zero first,
     // so the cold request's every invocation is a cold start.
     let bench = openfaas(&["bench", "--runs", "1"]);
-    let figures = bench.lines().find_map(|l| l.strip_prefix("figures: ")).unwrap_or_else(|| panic!("no figures path: {bench}"));
-    let figures: Value = serde_json::from_slice(&std::fs::read(ws.path(figures)).unwrap()).unwrap();
+    let figures_path = bench.lines().find_map(|l| l.strip_prefix("figures: ")).unwrap_or_else(|| panic!("no figures path: {bench}"));
+    let figures: Value = serde_json::from_slice(&std::fs::read(ws.path(figures_path)).unwrap()).unwrap();
     // Each function's first invocation starts its replica; the clips after
     // it in the same request find that replica running.
     let cold = figures["cold"]["invocations"].as_array().unwrap();
@@ -476,6 +476,12 @@ fn docker_target(ws: &Workspace, images: &Value) {
     assert_eq!(invoked, steps, "bench's requests have no query: {:#}", figures["cold"]);
     assert_eq!(started, invoked, "every function started cold: {:#}", figures["cold"]);
     assert!(bench.contains("its CPU time is not measured here"), "{bench}");
+    // Recorded as an experiment records its runs: the report reads them.
+    let results = ws.path(figures_path).parent().unwrap().to_path_buf();
+    let recorded = std::fs::read_to_string(results.join("cold/invocations.jsonl")).unwrap();
+    assert_eq!(recorded.lines().count(), cold.len(), "every invocation of the cold request: {recorded}");
+    let report = std::fs::read_to_string(results.join("warm/report.md")).unwrap();
+    assert!(report.contains("# `bench-warm` on `openfaas`") && report.contains("![waterfall.svg](waterfall.svg)"), "{report}");
     std::fs::write(ws.path("pipeline.yaml"), &declared_yaml).unwrap();
 
     // A detector that cannot fit its memory: a classified failure, not a hang.

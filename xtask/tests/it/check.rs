@@ -406,8 +406,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:288:1
-        288 | ---
+           --> pipeline.yaml:299:1
+        299 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -971,10 +971,10 @@ fn capacity_search_of_a_cold_regime_is_rejected() {
 
 #[test]
 fn capacity_factor_that_does_not_raise_the_rate_is_rejected() {
-    Fixture::good().replace("capacity: { p95: 60s, factor: 1.4, steps: 6 }", "capacity: { p95: 60s, factor: 0.5, steps: 6 }").fails(expect![[r#"
+    Fixture::good().replace("capacity: { p95: 45s, factor: 1.3, steps: 6 }", "capacity: { p95: 45s, factor: 0.5, steps: 6 }").fails(expect![[r#"
         error: factor `0.5` does not raise the rate
            --> pipeline.yaml:298:35
-        298 |     capacity: { p95: 60s, factor: 0.5, steps: 6 }
+        298 |     capacity: { p95: 45s, factor: 0.5, steps: 6 }
             |                                   ^^^
         help: give a number above 1, like `1.5`
     "#]]);

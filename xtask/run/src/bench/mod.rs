@@ -15,7 +15,7 @@ mod search;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use stage_runtime::Store;
@@ -25,7 +25,8 @@ use crate::flags;
 use crate::pipeline::{Pipeline, TargetKind};
 use crate::verify;
 use direct::Direct;
-use report::{Figures, Invocation, Request};
+use report::{Figures, Request};
+use xtask::report::records::{self, InvocationRecord, RequestRecord, Summary};
 
 /// Measure, print the figures and write them to `<state_dir>/bench.json`
 /// (`.xtask/bench-<target>` unless `--state-dir` says otherwise).
@@ -76,7 +77,7 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Bench) ->
             return Err(err);
         }
     };
-    write_figures(&figures, &state_dir)?;
+    write_figures(pipeline, name, &figures, &state_dir)?;
     stopped.context("the runtime the bench started did not stop")
 }
 
@@ -97,19 +98,50 @@ fn run_remote(pipeline: &Pipeline, global: &flags::Global, runs: usize) -> anyho
     let (cold, warm, direct) = measure(pipeline, target.as_ref(), Cpu::Elsewhere, direct, &media.video, runs)?;
     let figures = Figures::new(&media.video, cold, warm, direct, [load_before, load_average()])?;
     let state_dir = global.state_dir.clone().unwrap_or_else(|| Path::new(".xtask").join(format!("bench-{name}")));
-    write_figures(&figures, &state_dir)?;
+    write_figures(pipeline, name, &figures, &state_dir)?;
     println!("note: target `{name}` runs elsewhere: its CPU time is not measured here (NaN), and it stays deployed");
     Ok(())
 }
 
-fn write_figures(figures: &Figures, state_dir: &Path) -> anyhow::Result<()> {
+fn write_figures(pipeline: &Pipeline, target: &str, figures: &Figures, state_dir: &Path) -> anyhow::Result<()> {
     println!();
     figures.print();
     std::fs::create_dir_all(state_dir).with_context(|| format!("create {}", state_dir.display()))?;
     let path = state_dir.join("bench.json");
     std::fs::write(&path, serde_json::to_vec_pretty(figures)?).with_context(|| format!("write {}", path.display()))?;
     println!("figures: {}", path.display());
+    let cold = write_results(pipeline, target, "cold", std::slice::from_ref(&figures.cold), &figures.input, state_dir)?;
+    let warm = write_results(pipeline, target, "warm", &figures.warm, &figures.input, state_dir)?;
+    println!("records and reports: {} and {} (compare them with `cargo xtask report {} {}`)", cold.display(), warm.display(), warm.display(), cold.display());
     Ok(())
+}
+
+/// The bench's `cold` or `warm` requests as an experiment's results folder
+/// (`<state_dir>/<which>`): the same records, summary, environment and
+/// report, so that `cargo xtask report` reads them like any run.
+fn write_results(pipeline: &Pipeline, target: &str, which: &str, requests: &[Request], input: &Path, state_dir: &Path) -> anyhow::Result<std::path::PathBuf> {
+    let dir = state_dir.join(which);
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let records: Vec<RequestRecord> = requests.iter().map(|r| r.record.clone()).collect();
+    let calls: Vec<InvocationRecord> = requests.iter().flat_map(|r| r.invocations.iter().cloned()).collect();
+    records::write(&dir, "requests", &records)?;
+    records::write(&dir, "invocations", &calls)?;
+    let cpu: f64 = requests.iter().map(|r| r.cpu_s).sum();
+    let name = format!("bench-{which}");
+    let summary = Summary::new(&name, target, &records, &calls).with_cpu(Some(cpu).filter(|cpu| cpu.is_finite()), &records, false);
+    crate::experiment::write_json(&dir.join("summary.json"), &summary)?;
+    let how = serde_json::json!({
+        "start": which,
+        "pattern": match which {
+            "cold" => "1 request after scaling to zero".to_string(),
+            _ => format!("{} requests one after another", requests.len()),
+        },
+        "warmup": 0,
+        "schedule_s": records.iter().map(|r| r.scheduled_s).collect::<Vec<_>>(),
+    });
+    crate::experiment::write_json(&dir.join("environment.json"), &crate::experiment::environment(pipeline, target, &name, how, input))?;
+    xtask::report::write_run(&xtask::report::Run::read(&dir)?)?;
+    Ok(dir)
 }
 
 /// The cold request, then `runs` pairs of a warm request and a direct run.
@@ -135,16 +167,17 @@ fn measure(
     );
     progress.enable_steady_tick(Duration::from_millis(120));
     let session = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    let bench_start = Instant::now();
     let all = async {
         verify::preflight(pipeline, &info.endpoints.gateway_url, &store).await?;
-        let cold = request(pipeline, &info, &store, video, format!("bench-{session}-cold"), &progress).await?;
+        let cold = request(pipeline, &info, &store, video, format!("bench-{session}-cold"), true, bench_start, &progress).await?;
         progress.inc(1);
         let (mut warm, mut direct_runs) = (Vec::new(), Vec::new());
         for i in 1..=runs {
             if i % 2 == 0 {
                 direct_runs.push(direct_run(&direct, video, &progress, i, runs).await?);
             }
-            warm.push(request(pipeline, &info, &store, video, format!("bench-{session}-warm-{i}"), &progress).await?);
+            warm.push(request(pipeline, &info, &store, video, format!("bench-{session}-warm-{i}"), false, bench_start, &progress).await?);
             progress.inc(1);
             if i % 2 == 1 {
                 direct_runs.push(direct_run(&direct, video, &progress, i, runs).await?);
@@ -182,46 +215,47 @@ async fn direct_run(
 }
 
 /// One request through the gateway, and the invocations its state document records.
+/// `cold`: what the request is expected to be (each invocation's cold start
+/// is checked against it, as an experiment does).
+#[allow(clippy::too_many_arguments)]
 async fn request(
     pipeline: &Pipeline,
     info: &Runtime,
     store: &Store,
     video: &Path,
     request_id: String,
+    cold: bool,
+    bench_start: Instant,
     progress: &indicatif::ProgressBar,
 ) -> anyhow::Result<Request> {
+    let sent = bench_start.elapsed().as_secs_f64();
     let before = info.cpu_seconds().await;
     let outcome = verify::send(pipeline, &info.endpoints.gateway_url, store, video, None, request_id, progress).await?.succeeded()?;
     let cpu_s = info.cpu_seconds().await - before;
-    let mut invocations = Vec::new();
+    let invocations = records::invocations(&outcome.request_id, false, &outcome.state, cold);
     let mut linear_ms = std::collections::BTreeMap::new();
-    for step in outcome.state["steps"].as_array().into_iter().flatten() {
-        let function = step["function"].as_str().unwrap_or_default().to_string();
-        let scope = step["scope"].as_str().map(str::to_string);
-        for attempt in step["attempts"].as_array().into_iter().flatten() {
-            if scope.is_none() {
-                *linear_ms.entry(function.clone()).or_insert(0.0) += attempt["elapsed_ms"].as_f64().unwrap_or(0.0);
-            }
-            let metrics = &attempt["metrics"];
-            if metrics.is_object() {
-                invocations.push(Invocation {
-                    function: function.clone(),
-                    scope: scope.clone(),
-                    duration_ms: metrics["duration_ms"].as_f64().unwrap_or(0.0),
-                    tool_ms: metrics["tool_ms"].as_f64().unwrap_or(0.0),
-                    cold_start: metrics["cold_start"].as_bool().unwrap_or(false),
-                });
-            }
-        }
+    for invocation in invocations.iter().filter(|i| i.scope.is_empty()) {
+        *linear_ms.entry(invocation.function.clone()).or_insert(0.0) += invocation.paused_ms + invocation.elapsed_ms;
     }
-    Ok(Request {
-        request_id: outcome.request_id,
-        latency_ms: outcome.latency.as_secs_f64() * 1000.0,
-        cpu_s,
+    let latency_ms = outcome.latency.as_secs_f64() * 1000.0;
+    let record = RequestRecord {
+        request_id: outcome.request_id.clone(),
+        warmup: false,
+        group: 0,
+        scheduled_s: sent,
+        started_s: sent,
+        late_ms: 0.0,
+        dropped: false,
+        latency_ms,
+        total_ms: (bench_start.elapsed().as_secs_f64() - sent) * 1000.0,
+        attempts: 1,
+        status: outcome.status,
+        outcome: "succeeded".into(),
+        error: String::new(),
         clips: outcome.clips,
-        linear_ms,
-        invocations,
-    })
+        cost_unit: invocations.iter().map(|i| i.cost_unit).sum(),
+    };
+    Ok(Request { request_id: outcome.request_id, latency_ms, cpu_s, clips: outcome.clips, linear_ms, record, invocations })
 }
 
 /// Where the bench's target answers, and how its CPU time is read.

@@ -8,6 +8,7 @@ use anyhow::bail;
 use serde::Serialize;
 
 use super::direct::DirectRun;
+use xtask::report::records::{InvocationRecord, RequestRecord};
 
 /// One request through the runtime.
 #[derive(Debug, Serialize)]
@@ -21,18 +22,10 @@ pub struct Request {
     pub clips: usize,
     /// The linear steps' time as the orchestrator saw it (all attempts), by function.
     pub linear_ms: BTreeMap<String, f64>,
-    pub invocations: Vec<Invocation>,
-}
-
-/// One function invocation, from the request's state document.
-#[derive(Debug, Serialize)]
-pub struct Invocation {
-    pub function: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    pub duration_ms: f64,
-    pub tool_ms: f64,
-    pub cold_start: bool,
+    /// As an experiment records it.
+    pub record: RequestRecord,
+    /// Its invocations, from its state document, as an experiment records them.
+    pub invocations: Vec<InvocationRecord>,
 }
 
 /// A figure, its goal (an upper bound) and whether it is met.
@@ -90,7 +83,7 @@ impl Figures {
         let cold_ms = cold.latency_ms;
         let warm_median_ms = median(warm.iter().map(|r| r.latency_ms));
         let direct_median_ms = median(direct.iter().map(|d| d.total_ms));
-        let overhead = |i: &Invocation| i.duration_ms - i.tool_ms;
+        let overhead = |i: &InvocationRecord| i.duration_ms - i.tool_ms;
         let invocations = || warm.iter().flat_map(|r| &r.invocations);
         let overhead_median_ms = median(invocations().map(overhead));
         let mut by_function: BTreeMap<String, Vec<f64>> = BTreeMap::new();

@@ -63,7 +63,7 @@ pub fn search(
         if k > 0 {
             schedule.progress.inc_length(offsets.len() as u64);
         }
-        schedule.progress.println(format!("capacity step {}: {rate:.4} requests/s", k + 1));
+        schedule.progress.suspend(|| println!("capacity step {}: {rate:.4} requests/s", k + 1));
         let (measured, calls) = schedule.run(&stepped, &offsets, k as usize)?;
         let figures = Summary::new("", "", &measured, &calls);
         let p95_ms = figures.latency_ms.p95;

@@ -88,7 +88,14 @@ pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Experimen
     let summary = Summary::new(&flags.regime, target_name, &requests, &invocations).with_cpu(cpu_used, &requests, bursts);
     let search = search.map(|(capacity, steps)| capacity::Search::new(capacity, steps, &summary));
     write_json(&out.join("summary.json"), &summary)?;
-    write_json(&out.join("environment.json"), &environment(pipeline, target_name, &flags.regime, &regime, &offsets, &input))?;
+    let schedule = serde_json::json!({
+        "start": format!("{:?}", regime.start).to_lowercase(),
+        "pattern": regime.pattern.to_string(),
+        "warmup": regime.warmup,
+        "seed": regime.seed,
+        "schedule_s": offsets.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+    });
+    write_json(&out.join("environment.json"), &environment(pipeline, target_name, &flags.regime, schedule, &input))?;
     print_summary(&summary);
     if let Some(search) = &search {
         write_json(&out.join("capacity.json"), search)?;
@@ -311,12 +318,13 @@ pub fn bench_schedule(rate: f64, seconds: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
     std::fs::write(path, serde_json::to_vec_pretty(value)?).with_context(|| format!("write {}", path.display()))
 }
 
-/// What the run ran on, to compare runs honestly.
-fn environment(pipeline: &Pipeline, target: &str, name: &str, regime: &Regime, offsets: &[Duration], input: &Path) -> serde_json::Value {
+/// What the run ran on, to compare runs honestly; `schedule` (an object:
+/// `start`, `pattern`, `warmup`, `seed`, `schedule_s`) says how requests came.
+pub(crate) fn environment(pipeline: &Pipeline, target: &str, name: &str, schedule: serde_json::Value, input: &Path) -> serde_json::Value {
     let sha256 = |path: &Path| std::fs::read(path).map(|bytes| hex::encode(sha2::Sha256::digest(bytes))).unwrap_or_default();
     let git = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
@@ -335,13 +343,8 @@ fn environment(pipeline: &Pipeline, target: &str, name: &str, regime: &Regime, o
         .iter()
         .filter_map(|(function, set)| Some((function.clone(), set.index.as_ref()?.digest.clone())))
         .collect();
-    serde_json::json!({
+    let mut environment = serde_json::json!({
         "regime": name,
-        "start": format!("{:?}", regime.start).to_lowercase(),
-        "pattern": regime.pattern.to_string(),
-        "warmup": regime.warmup,
-        "seed": regime.seed,
-        "schedule_s": offsets.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
         "target": target,
         "pipeline_sha256": sha256(&pipeline.source.path),
         "input": input.display().to_string(),
@@ -352,7 +355,11 @@ fn environment(pipeline: &Pipeline, target: &str, name: &str, regime: &Regime, o
         "host_cpus": std::thread::available_parallelism().map_or(1, usize::from),
         "host_memory_mb": memory_kb / 1024,
         "started_at": jiff::Timestamp::now().to_string(),
-    })
+    });
+    if let (Some(environment), serde_json::Value::Object(schedule)) = (environment.as_object_mut(), schedule) {
+        environment.extend(schedule);
+    }
+    environment
 }
 
 fn print_summary(summary: &Summary) {
