@@ -48,7 +48,8 @@ pub enum Command {
     /// Remove the pipeline from the target (`local`, `docker`: stop the runtime and every replica it started)
     #[command(visible_alias = "down")]
     Teardown(Teardown),
-    /// Show what the target runs: gateway, store, functions and their replicas
+    /// Show what the target runs: gateway, store, functions and their replicas.
+    /// Exits 3 when nothing is deployed
     Status(Status),
     /// Set a function's replicas and wait until they are ready (0: until none is left)
     Scale(Scale),

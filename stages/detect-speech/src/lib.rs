@@ -7,6 +7,6 @@ pub mod segments;
 pub mod split;
 pub mod wav;
 
-pub use segments::{build_clips, detect_segments, Clip, Segments, SpeechParams};
+pub use segments::{build_clips, detect_segments, detect_segments_in, Clip, Segments, SpeechParams};
 pub use split::{split, FramePower, FRAME_LENGTH, HOP_LENGTH};
-pub use wav::{read_wav, MonoAudio};
+pub use wav::{read_wav, read_wav_power, MonoAudio, MonoSamples};

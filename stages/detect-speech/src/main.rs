@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use detect_speech::{detect_segments, read_wav, SpeechParams};
+use detect_speech::{detect_segments_in, read_wav_power, SpeechParams};
 use stage_runtime::{param, Artifact, Artifacts, Context, Handler, Invocation, StageError};
 
 struct DetectSpeech {
@@ -26,10 +26,12 @@ fn main() -> ExitCode {
 impl Handler for DetectSpeech {
     fn handle(&self, cx: &Context, inv: &Invocation) -> Result<Artifacts, StageError> {
         let wav = cx.fetch(inv, "audio", "audio.wav")?;
-        // Decoding the samples is part of the analysis, as librosa.load is.
-        let audio = cx.tool(|| read_wav(&wav)).map_err(|e| StageError::unprocessable("bad_media", format!("{e:#}")))?;
+        // Decoding the samples is part of the analysis, as librosa.load is;
+        // they are read in one pass, never held whole.
+        let (power, sample_rate) =
+            cx.tool(|| read_wav_power(&wav)).map_err(|e| StageError::unprocessable("bad_media", format!("{e:#}")))?;
         let segments = cx
-            .tool(|| detect_segments(&audio, &self.params))
+            .tool(|| detect_segments_in(&power, sample_rate, &self.params))
             .map_err(|e| StageError::bad_input("bad_parameters", format!("{e:#}")))?;
         Ok(Artifacts::from([(
             "segments".to_string(),

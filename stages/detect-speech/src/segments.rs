@@ -78,14 +78,19 @@ pub struct Segments {
 /// audio longer than 0 s (and `0 <= 0 < 0` fails for empty audio), so the result is
 /// `top_db_max` with no intervals and no clips.
 pub fn detect_segments(audio: &MonoAudio, params: &SpeechParams) -> Result<Segments> {
+    detect_segments_in(&FramePower::new(&audio.samples, FRAME_LENGTH, HOP_LENGTH), audio.sample_rate, params)
+}
+
+/// [`detect_segments`] over frame loudness already computed (a file read in
+/// one pass: [`crate::read_wav_power`]). The frame energies do not depend
+/// on top_db: they are computed once.
+pub fn detect_segments_in(power: &FramePower, sample_rate: u32, params: &SpeechParams) -> Result<Segments> {
     params.validate()?;
-    ensure!(audio.sample_rate > 0, "sample rate is 0");
-    let duration_s = audio.duration_s();
+    ensure!(sample_rate > 0, "sample rate is 0");
+    let duration_s = power.n_samples() as f64 / f64::from(sample_rate);
     let min_clips = duration_s / params.max_sentence_s;
     let max_clips = duration_s / params.min_sentence_s;
 
-    // The frame energies do not depend on top_db: compute them once.
-    let power = FramePower::new(&audio.samples, FRAME_LENGTH, HOP_LENGTH);
     let mut chosen = None;
     for top_db in params.top_db_min..=params.top_db_max {
         let intervals = power.split(top_db.into());
@@ -98,16 +103,16 @@ pub fn detect_segments(audio: &MonoAudio, params: &SpeechParams) -> Result<Segme
     }
     let (top_db, intervals) = chosen.expect("validated: the top_db range is not empty");
 
-    let sr = f64::from(audio.sample_rate);
+    let sr = f64::from(sample_rate);
     Ok(Segments {
         top_db,
         duration_s,
-        sample_rate: audio.sample_rate,
+        sample_rate,
         intervals: intervals
             .iter()
             .map(|&(s, e)| [s as f64 / sr, e as f64 / sr])
             .collect(),
-        clips: build_clips(&intervals, audio.sample_rate, duration_s, params),
+        clips: build_clips(&intervals, sample_rate, duration_s, params),
     })
 }
 

@@ -38,28 +38,53 @@ pub struct FramePower {
 impl FramePower {
     /// Mean square of each centred frame of `y`, converted to dB relative to the maximum.
     pub fn new(y: &[f32], frame_length: usize, hop_length: usize) -> Self {
+        Self::from_samples(y.iter().copied(), frame_length, hop_length)
+    }
+
+    /// The same, in one pass over `samples`, holding one frame of them at a
+    /// time: memory does not grow with the signal but for one number per
+    /// hop. Each frame's sum runs over the same samples in the same order as
+    /// over a slice (the padding adds exact zeros), so the result is the same
+    /// to the bit.
+    pub fn from_samples(samples: impl IntoIterator<Item = f32>, frame_length: usize, hop_length: usize) -> Self {
         assert!(
             frame_length > 0 && hop_length > 0,
             "frame_length and hop_length must be positive"
         );
         let pad = frame_length / 2;
-        let n_frames = if y.is_empty() {
-            0
-        } else {
-            1 + (y.len() + 2 * pad - frame_length) / hop_length
+        // The last `frame_length` samples of the padded signal.
+        let mut window: std::collections::VecDeque<f32> = std::collections::VecDeque::with_capacity(frame_length + 1);
+        let mut mse = Vec::new();
+        let mut seen = 0usize;
+        // Frame t covers padded[t*hop .. t*hop + frame_length]: it is complete when this many are seen.
+        let mut next_end = frame_length;
+        let mut push = |sample: f32, mse: &mut Vec<f64>| {
+            window.push_back(sample);
+            if window.len() > frame_length {
+                window.pop_front();
+            }
+            seen += 1;
+            if seen == next_end {
+                let energy: f64 = window.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
+                mse.push(energy / frame_length as f64);
+                next_end += hop_length;
+            }
         };
-        let mse: Vec<f64> = (0..n_frames)
-            .map(|t| {
-                // Frame t covers padded[t*hop .. t*hop + frame_length]; the padding is zeros.
-                let start = (t * hop_length).saturating_sub(pad);
-                let end = (t * hop_length + frame_length - pad).min(y.len());
-                let energy: f64 = y[start..end]
-                    .iter()
-                    .map(|&s| f64::from(s) * f64::from(s))
-                    .sum();
-                energy / frame_length as f64
-            })
-            .collect();
+        for _ in 0..pad {
+            push(0.0, &mut mse);
+        }
+        let mut n_samples = 0;
+        for sample in samples {
+            push(sample, &mut mse);
+            n_samples += 1;
+        }
+        if n_samples == 0 {
+            mse.clear();
+        } else {
+            for _ in 0..pad {
+                push(0.0, &mut mse);
+            }
+        }
 
         let max_mse = mse.iter().copied().fold(0.0, f64::max);
         let ref_db = 10.0 * AMIN.max(max_mse).log10();
@@ -71,8 +96,13 @@ impl FramePower {
             db,
             max_mse,
             hop_length,
-            n_samples: y.len(),
+            n_samples,
         }
+    }
+
+    /// Samples of the signal analysed.
+    pub fn n_samples(&self) -> usize {
+        self.n_samples
     }
 
     /// Non-silent `[start, end)` sample intervals: frames louder than `-top_db` dB.
@@ -181,5 +211,44 @@ mod tests {
         assert_eq!(power.db.len(), 1 + 5000 / HOP_LENGTH);
         // Frame t covers samples [t*512 - 1024, t*512 + 1024): frames 4..=7 hold sample 2600.
         assert_eq!(power.split(60.0), vec![(4 * HOP_LENGTH, 8 * HOP_LENGTH)]);
+    }
+
+    /// The slice form this module had before it streamed: each frame's
+    /// energy summed over `y[start..end]` directly.
+    fn mse_over_slices(y: &[f32], frame_length: usize, hop_length: usize) -> Vec<f64> {
+        let pad = frame_length / 2;
+        let n_frames = if y.is_empty() { 0 } else { 1 + (y.len() + 2 * pad - frame_length) / hop_length };
+        (0..n_frames)
+            .map(|t| {
+                let start = (t * hop_length).saturating_sub(pad);
+                let end = (t * hop_length + frame_length - pad).min(y.len());
+                y[start..end].iter().map(|&s| f64::from(s) * f64::from(s)).sum::<f64>() / frame_length as f64
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streaming_gives_the_slices_frames_to_the_bit() {
+        // Noise of varying loudness, at lengths around frame and hop boundaries.
+        let mut state = 12345u32;
+        let mut noise = || {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            (state as f32 / u32::MAX as f32 - 0.5) * 0.8
+        };
+        for len in [1, 511, 512, 1023, 1024, 2047, 2048, 2049, 5000, 22050 * 3 + 7] {
+            let y: Vec<f32> = (0..len).map(|i| noise() * (1.0 + (i as f32 / 3000.0).sin())).collect();
+            let streamed = FramePower::from_samples(y.iter().copied(), FRAME_LENGTH, HOP_LENGTH);
+            let reference = mse_over_slices(&y, FRAME_LENGTH, HOP_LENGTH);
+            assert_eq!(streamed.db.len(), reference.len(), "{len} samples");
+            let max = reference.iter().copied().fold(0.0, f64::max);
+            assert_eq!(streamed.max_mse.to_bits(), max.to_bits(), "{len} samples");
+            let ref_db = 10.0 * AMIN.max(max).log10();
+            for (t, (db, mse)) in streamed.db.iter().zip(&reference).enumerate() {
+                assert_eq!(db.to_bits(), (10.0 * AMIN.max(*mse).log10() - ref_db).to_bits(), "{len} samples, frame {t}");
+            }
+            assert_eq!(streamed.n_samples(), len);
+        }
     }
 }

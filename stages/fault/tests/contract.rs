@@ -188,3 +188,42 @@ fn a_function_that_cannot_start_exits_with_the_reason() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot read secret `s3-access-key`"), "{stderr}");
 }
+
+#[test]
+fn a_function_whose_port_is_taken_exits_with_the_port_in_use_status() {
+    let secrets = tempfile::tempdir().unwrap();
+    std::fs::write(secrets.path().join("s3-access-key"), "test").unwrap();
+    std::fs::write(secrets.path().join("s3-secret-key"), "test-secret").unwrap();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(env!("CARGO_BIN_EXE_fault"))
+        .env("SECRETS_DIR", secrets.path())
+        .env("PORT", port.to_string())
+        .env("FAULT", "ok")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(i32::from(stage_runtime::EXIT_PORT_IN_USE)), "{stderr}");
+    assert!(stderr.contains(&format!("cannot listen on 127.0.0.1:{port}")), "{stderr}");
+    // Any other reason to fail at start is a plain failure.
+    drop(taken);
+    let out = Command::new(env!("CARGO_BIN_EXE_fault")).env("SECRETS_DIR", secrets.path()).env("FAULT", "nonsense").output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn a_starting_function_sweeps_the_temp_dirs_of_dead_replicas_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    // pid_max is at most 2^22: this pid cannot be alive.
+    let dead = tmp.path().join("fault-4194305-abc123");
+    let live = tmp.path().join(format!("fault-{}-def456", std::process::id()));
+    let other = tmp.path().join("detect-objects-4194305-abc123");
+    for dir in [&dead, &live, &other] {
+        std::fs::create_dir_all(dir.join("inside")).unwrap();
+    }
+    let f = Function::start(&[("FAULT", "ok"), ("TMPDIR", tmp.path().to_str().unwrap())]);
+    assert!(!dead.exists(), "a dead replica's temp dir goes");
+    assert!(live.exists(), "a live process's stays");
+    assert!(other.exists(), "another function's is not this one's to judge");
+    drop(f);
+}

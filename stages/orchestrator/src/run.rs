@@ -11,15 +11,17 @@
 //! Skipped steps are recorded with their reason; their outputs are absent,
 //! never empty objects.
 //!
-//! The first failure ends the request: the futures of the other running
-//! steps are dropped with it.
+//! The first failure ends the request: no other step starts, and the steps
+//! already running are let finish and recorded, so that none writes an
+//! object after the state has said its last word (every object a request
+//! leaves is named by its state).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt};
 use stage_runtime::plan::{FanOut, Item, Items, Plan, PlanStep, Skipped};
 use stage_runtime::{Artifact, Artifacts, Context, ErrorKind, Invocation, StageError};
 
@@ -30,8 +32,7 @@ use crate::state::{now_ms, Failure, StateDoc, StepRecord};
 /// Returns the state document's URI and, when the plan has one, the
 /// published result's.
 pub async fn execute(plan: &Plan, caller: &Caller, cx: &Context, inv: &Invocation) -> Result<Artifacts, StageError> {
-    let doc = StateDoc::new(cx.store().clone(), &inv.request_id, &inv.inputs);
-    doc.save().await?;
+    let doc = StateDoc::claim(cx.store().clone(), &inv.request_id, &inv.inputs, cx.deadline).await?;
     let cancelled = async {
         while !cx.cancelled() {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -229,7 +230,16 @@ impl<'a> Run<'a> {
                     let msg = format!("{} can never run: what they need is produced by no step", stuck.join(", "));
                     return Err(StepFailure::orchestrator(scope.name.as_deref(), StageError::internal("stuck", msg)));
                 };
-                scope.artifacts.extend(done?);
+                match done {
+                    Ok(produced) => scope.artifacts.extend(produced),
+                    Err(failure) => {
+                        // The steps already running are let finish (each is
+                        // recorded), so that none writes an object after the
+                        // state has said its last word; no other starts.
+                        while running.next().await.is_some() {}
+                        return Err(failure);
+                    }
+                }
             }
         }
         .boxed()
@@ -367,21 +377,39 @@ impl<'a> Run<'a> {
             let scope = Scope { name: Some(format!("{}-{index:04}", fan.over)), artifacts, absent: absent.clone(), skipped: Vec::new() };
             (index, scope)
         });
-        let mut done: Vec<Item> = futures::stream::iter(scopes)
+        // After an item fails no other starts, and those running are let
+        // finish (see `graph`): `None` is an item never started.
+        let failed_once = std::sync::atomic::AtomicBool::new(false);
+        let failed_once = &failed_once;
+        let outcomes: Vec<Option<Result<Item, StepFailure>>> = futures::stream::iter(scopes)
             .map(|(index, mut scope)| async move {
-                self.graph(nodes, &mut scope).await?;
-                let name = scope.name.clone().unwrap_or_default();
-                // The item's own artifacts: the request's are not repeated.
-                let own: Artifacts = scope.artifacts.into_iter().filter(|(artifact, _)| *artifact == fan.item || fan.steps.iter().any(|s| s.produces.contains(artifact))).collect();
-                self.doc.update(|s| {
-                    s.items.insert(name.clone(), own.clone());
-                });
-                self.doc.save().await.map_err(|e| StepFailure::orchestrator(Some(&name), e))?;
-                Ok::<_, StepFailure>(Item { scope: name, index, artifacts: own, skipped: scope.skipped })
+                if failed_once.load(std::sync::atomic::Ordering::SeqCst) {
+                    return None;
+                }
+                let item = async {
+                    self.graph(nodes, &mut scope).await?;
+                    let name = scope.name.clone().unwrap_or_default();
+                    // The item's own artifacts: the request's are not repeated.
+                    let own: Artifacts = scope.artifacts.clone().into_iter().filter(|(artifact, _)| *artifact == fan.item || fan.steps.iter().any(|s| s.produces.contains(artifact))).collect();
+                    self.doc.update(|s| {
+                        s.items.insert(name.clone(), own.clone());
+                    });
+                    self.doc.save().await.map_err(|e| StepFailure::orchestrator(Some(&name), e))?;
+                    Ok::<_, StepFailure>(Item { scope: name, index, artifacts: own, skipped: scope.skipped.clone() })
+                }
+                .await;
+                if item.is_err() {
+                    failed_once.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                Some(item)
             })
             .buffer_unordered(fan.max_parallel.max(1))
-            .try_collect()
-            .await?;
+            .collect()
+            .await;
+        let mut done = Vec::new();
+        for outcome in outcomes.into_iter().flatten() {
+            done.push(outcome?);
+        }
         done.sort_by_key(|item| item.index);
         let Some(collect) = &fan.collect else { return Ok(Artifacts::new()) };
         let document = Items { over: fan.over.clone(), item: fan.item.clone(), items: done };

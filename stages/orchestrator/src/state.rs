@@ -1,14 +1,23 @@
 //! The request state document, `requests/<id>/state.json`. The orchestrator
-//! serving the request is its only writer; every write is a whole snapshot,
-//! taken under the writer lock (so a later write never carries older state)
-//! and stored with one verified PUT (so readers never see half a document).
+//! invocation serving the request is its only writer; every write is a whole
+//! snapshot, taken under the writer lock (so a later write never carries
+//! older state) and stored with one verified PUT (so readers never see half
+//! a document).
+//!
+//! One writer per request, across invocations too: the invocation claims
+//! the request with a lease that ends when its own exec timeout does (it
+//! cannot outlive that), and writes only if the document is still as it
+//! last wrote it (If-Match on its ETag; If-None-Match for the first write).
+//! A second invocation for the same request is refused with 409 while the
+//! lease runs; a state whose lease has ended while it still says `running`
+//! was left by an invocation that died, and the next one takes it over.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use stage_runtime::{Artifacts, StageError, Store};
+use stage_runtime::{Artifacts, ErrorKind, StageError, Store};
 
 use crate::call::Attempt;
 
@@ -22,6 +31,9 @@ pub struct State {
     pub outcome: Option<&'static str>,
     pub started_at_ms: u64,
     pub updated_at_ms: u64,
+    /// Until when the invocation writing it may run (its exec timeout): a
+    /// state still `running` after this was left by an invocation that died.
+    pub lease_until_ms: u64,
     pub inputs: Artifacts,
     /// The request's artifacts, once its graph is done.
     pub artifacts: Artifacts,
@@ -86,11 +98,39 @@ pub struct StateDoc {
     key: String,
     store: Store,
     state: Mutex<State>,
-    writer: tokio::sync::Mutex<()>,
+    /// Held while writing; the ETag of the document as this invocation last
+    /// wrote it (`None`: it did not exist when claimed).
+    writer: tokio::sync::Mutex<Option<String>>,
 }
 
 impl StateDoc {
-    pub fn new(store: Store, request_id: &str, inputs: &Artifacts) -> StateDoc {
+    /// Claim request `request_id` for this invocation until `lease_until`
+    /// and write its first state; refused (409 `request_running`) while
+    /// another invocation holds it.
+    pub async fn claim(store: Store, request_id: &str, inputs: &Artifacts, lease_until: SystemTime) -> Result<StateDoc, StageError> {
+        let key = format!("requests/{request_id}/state.json");
+        let busy = |until: u64| {
+            StageError::new(
+                ErrorKind::Conflict,
+                "request_running",
+                format!(
+                    "request `{request_id}` is being served by another orchestrator invocation (its lease ends at {until} ms since the epoch): \
+                     wait for its answer, or send the request again once it has ended"
+                ),
+            )
+        };
+        let seen = match store.get_versioned(&store.uri(&key)).await? {
+            None => None,
+            Some((bytes, etag)) => {
+                let earlier: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                let lease = earlier["lease_until_ms"].as_u64().unwrap_or(0);
+                if earlier["status"] == "running" && lease > now_ms() {
+                    return Err(busy(lease));
+                }
+                // Finished, or left by an invocation that died: taken over.
+                Some(etag)
+            }
+        };
         let now = now_ms();
         let state = State {
             request_id: request_id.to_string(),
@@ -98,6 +138,7 @@ impl StateDoc {
             outcome: None,
             started_at_ms: now,
             updated_at_ms: now,
+            lease_until_ms: ms(lease_until),
             inputs: inputs.clone(),
             artifacts: Artifacts::new(),
             fan_out_items: None,
@@ -107,7 +148,10 @@ impl StateDoc {
             error: None,
             summary: BTreeMap::new(),
         };
-        StateDoc { key: format!("requests/{request_id}/state.json"), store, state: Mutex::new(state), writer: Default::default() }
+        let doc = StateDoc { key, store, state: Mutex::new(state), writer: tokio::sync::Mutex::new(seen) };
+        // Another invocation may have claimed it since it was read.
+        doc.save().await.map_err(|e| if e.kind == ErrorKind::Conflict { busy(ms(lease_until)) } else { e })?;
+        Ok(doc)
     }
 
     pub fn store(&self) -> &Store {
@@ -149,15 +193,27 @@ impl StateDoc {
         });
     }
 
-    /// Store the current state (one PUT of a full snapshot).
+    /// Store the current state (one PUT of a full snapshot), if the
+    /// document is still as this invocation last wrote it.
     pub async fn save(&self) -> Result<(), StageError> {
-        let _writer = self.writer.lock().await;
+        let mut seen = self.writer.lock().await;
         let bytes = serde_json::to_vec_pretty(&*self.state.lock().unwrap()).map_err(anyhow::Error::from)?;
-        self.store.put_bytes(&self.key, bytes.into()).await?;
+        let written = self.store.put_if(&self.key, bytes.into(), seen.as_deref()).await.map_err(|e| {
+            if e.kind != ErrorKind::Conflict {
+                return e;
+            }
+            let message = format!("{}: another orchestrator invocation took the request over; this one stops writing", self.uri());
+            StageError::new(ErrorKind::Conflict, "request_taken_over", message)
+        })?;
+        *seen = Some(written);
         Ok(())
     }
 }
 
+fn ms(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    ms(SystemTime::now())
 }

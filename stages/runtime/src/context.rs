@@ -2,7 +2,6 @@
 //! invocation ends), claim-check I/O under `requests/<id>/<function>/…`, and a
 //! way to run tools that measures their time and memory and can be cancelled.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +19,8 @@ pub struct Context {
     pub request_id: String,
     pub function: String,
     pub scope: Option<String>,
+    /// When `exec_timeout` ends this invocation: it does not outlive this.
+    pub deadline: std::time::SystemTime,
     work_dir: tempfile::TempDir,
     store: Store,
     rt: tokio::runtime::Handle,
@@ -50,10 +51,77 @@ impl Usage {
     }
 }
 
+/// The most of a tool's standard output a stage reads (its answer: a
+/// transcript, a probe); a tool that writes more fails the invocation.
+pub const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
+/// The end of a tool's standard error that is kept (for error messages).
+const STDERR_KEPT: usize = 64 * 1024;
+
+/// Which part of an output a capped read keeps.
+enum Keep {
+    Head,
+    Tail,
+}
+
+/// Read `reader` to its end (so the tool never blocks on a full pipe),
+/// keeping at most `cap` bytes: its first ones, or its last ones; and
+/// whether there were more.
+fn read_capped(mut reader: impl std::io::Read, cap: usize, keep: Keep) -> (Vec<u8>, bool) {
+    let mut kept = Vec::new();
+    let mut more = false;
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match reader.read(&mut chunk) {
+            Ok(0) | Err(_) => return (kept, more),
+            Ok(n) => n,
+        };
+        match keep {
+            Keep::Head => {
+                let room = cap.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..n.min(room)]);
+                more |= n > room;
+            }
+            Keep::Tail => {
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > cap {
+                    kept.drain(..kept.len() - cap);
+                    more = true;
+                }
+            }
+        }
+    }
+}
+
 /// A finished tool run.
 pub struct ToolOutput {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+}
+
+/// An invocation's temp dir is `<function>-<pid>-…` in the temp folder: a
+/// replica that starts can tell which ones a dead replica left.
+fn work_dir_prefix(function: &str, pid: u32) -> String {
+    format!("{function}-{pid}-")
+}
+
+/// Remove the temp dirs of `function` whose process is gone (killed with
+/// SIGKILL mid-invocation, its dirs were never removed). Those of live
+/// replicas (other processes on this machine) stay. Returns how many went.
+pub(crate) fn sweep_work_dirs(function: &str) -> usize {
+    let prefix = format!("{function}-");
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|rest| rest.split('-').next()?.parse::<u32>().ok()) else {
+            continue;
+        };
+        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if !alive && entry.path().is_dir() && std::fs::remove_dir_all(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 impl Context {
@@ -63,15 +131,17 @@ impl Context {
         store: Store,
         rt: tokio::runtime::Handle,
         usage: Arc<Usage>,
+        deadline: std::time::SystemTime,
     ) -> Result<Context, StageError> {
         let work_dir = tempfile::Builder::new()
-            .prefix(&format!("{function}-"))
+            .prefix(&work_dir_prefix(function, std::process::id()))
             .tempdir()
             .map_err(|e| StageError::internal("io", format!("cannot create a temp dir: {e}")))?;
         Ok(Context {
             request_id: inv.request_id.clone(),
             function: function.to_string(),
             scope: inv.scope.clone(),
+            deadline,
             work_dir,
             store,
             rt,
@@ -180,22 +250,28 @@ impl Context {
             .map_err(|e| StageError::internal("tool_missing", format!("cannot run `{program}`: {e}")))?;
         let pid = child.id() as i32;
         self.usage.children.lock().unwrap().push(pid);
-        let mut out = child.stdout.take().unwrap();
-        let mut err = child.stderr.take().unwrap();
-        let stdout = std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = out.read_to_end(&mut buf);
-            buf
-        });
-        let mut stderr = Vec::new();
-        let _ = err.read_to_end(&mut stderr);
-        let stdout = stdout.join().unwrap_or_default();
+        // A cancel that came between the spawn and the line above killed
+        // only the children it saw: this one goes now (`cancel` sets the
+        // flag before it looks at the list).
+        if self.cancelled() {
+            // SAFETY: plain syscall; pid is a child of ours not yet reaped.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let stdout = std::thread::spawn(move || read_capped(out, STDOUT_LIMIT, Keep::Head));
+        let (stderr, _) = read_capped(err, STDERR_KEPT, Keep::Tail);
+        let (stdout, stdout_overflowed) = stdout.join().unwrap_or_default();
         let (status, max_rss_kb) = wait4(pid);
         self.usage.children.lock().unwrap().retain(|&p| p != pid);
         self.usage.child_max_rss_kb.fetch_max(max_rss_kb, Ordering::Relaxed);
         self.add_tool_time(started.elapsed());
         self.check_cancelled()?;
         match status {
+            Ok(0) if stdout_overflowed => Err(StageError::internal(
+                "tool_output_too_large",
+                format!("`{program}` wrote more than {STDOUT_LIMIT} bytes to its standard output, more than a stage reads from a tool"),
+            )),
             Ok(0) => Ok(ToolOutput { stdout, stderr }),
             Ok(code) => Err(StageError::new(
                 on_failure,
@@ -276,4 +352,22 @@ fn tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(3)..].join(" | ")
+}
+
+#[cfg(test)]
+mod capped_tests {
+    use super::{read_capped, Keep};
+
+    #[test]
+    fn a_capped_read_keeps_the_head_or_the_tail_and_says_there_was_more() {
+        let text = b"the first words, then the last ones".repeat(5000);
+        let (head, more) = read_capped(&text[..], 10, Keep::Head);
+        assert_eq!((head.as_slice(), more), (&b"the first "[..], true));
+        let (tail, more) = read_capped(&text[..], 9, Keep::Tail);
+        assert_eq!((tail.as_slice(), more), (&b"last ones"[..], true));
+        let (whole, more) = read_capped(&text[..], text.len(), Keep::Head);
+        assert_eq!((whole.len(), more), (text.len(), false));
+        let (whole, more) = read_capped(&text[..], text.len(), Keep::Tail);
+        assert_eq!((whole.len(), more), (text.len(), false));
+    }
 }

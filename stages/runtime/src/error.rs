@@ -10,6 +10,9 @@ pub enum ErrorKind {
     BadInput,
     /// A named object does not exist.
     NotFound,
+    /// Someone else holds what this needs to write: another invocation
+    /// serves the same request.
+    Conflict,
     /// The input is well-formed but its content can't be processed (corrupt media, no audio).
     Unprocessable,
     /// `max_inflight` reached; try again later.
@@ -29,6 +32,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadInput => 400,
             ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
             ErrorKind::Unprocessable => 422,
             ErrorKind::Overloaded => 429,
             ErrorKind::Internal => 500,
@@ -43,6 +47,7 @@ impl ErrorKind {
         match status {
             400 => ErrorKind::BadInput,
             404 => ErrorKind::NotFound,
+            409 => ErrorKind::Conflict,
             422 => ErrorKind::Unprocessable,
             429 => ErrorKind::Overloaded,
             502 => ErrorKind::BadGateway,

@@ -30,7 +30,11 @@ pub fn serve<H: Handler>(init: impl FnOnce(&Config) -> anyhow::Result<H>) -> Exi
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::FAILURE
+            if err.downcast_ref::<crate::server::PortInUse>().is_some() {
+                ExitCode::from(crate::EXIT_PORT_IN_USE)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -43,6 +47,10 @@ fn start<H: Handler>(init: impl FnOnce(&Config) -> anyhow::Result<H>) -> anyhow:
         Store::new(&config.store)?
     };
     let handler = init(&config).map_err(|e| e.context(format!("{} cannot start", config.function)))?;
+    let swept = crate::context::sweep_work_dirs(&config.function);
+    if swept > 0 {
+        tracing::warn!(function = %config.function, swept, "removed the temp dirs of replicas that died mid-invocation");
+    }
     rt.block_on(server::run(handler, config, store))?;
     rt.shutdown_timeout(std::time::Duration::from_secs(1));
     Ok(())

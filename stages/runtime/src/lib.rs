@@ -34,4 +34,9 @@ pub use error::{ErrorKind, StageError};
 #[cfg(feature = "server")]
 pub use function::{ffmpeg, param, serve, Handler};
 #[cfg(feature = "server")]
-pub use store::{check_key, Store};
+pub use store::{check_key, Store, DOCUMENT_LIMIT};
+
+/// The exit status of a function that could not listen on its `PORT`
+/// because something else holds it (98 is Linux's `EADDRINUSE`): the
+/// runtime that chose the port starts it again on another one.
+pub const EXIT_PORT_IN_USE: u8 = 98;

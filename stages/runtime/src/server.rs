@@ -31,12 +31,27 @@ struct Shared<H> {
     served: AtomicBool,
 }
 
+/// The port was taken: the process exits with [`crate::EXIT_PORT_IN_USE`].
+#[derive(Debug)]
+pub(crate) struct PortInUse;
+
+impl std::fmt::Display for PortInUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the port is in use")
+    }
+}
+
 pub(crate) async fn run<H: Handler>(handler: H, config: Config, store: Store) -> anyhow::Result<()> {
     let bind: std::net::IpAddr = crate::config::parse_var("BIND_ADDR", [127, 0, 0, 1].into())?;
     let addr = SocketAddr::new(bind, config.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        let error = anyhow::anyhow!("cannot listen on {addr}: {e}");
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            error.context(PortInUse)
+        } else {
+            error
+        }
+    })?;
     let shared = Arc::new(Shared {
         handler: Arc::new(handler),
         slots: (config.max_inflight > 0).then(|| Arc::new(Semaphore::new(config.max_inflight))),
@@ -133,13 +148,14 @@ async fn invoke<H: Handler>(State(s): State<Arc<Shared<H>>>, body: Bytes) -> Htt
     let peak_self_kb = Arc::new(AtomicU64::new(rss_kb()));
     let sampler = tokio::spawn(sample_rss(peak_self_kb.clone()));
 
+    let deadline = std::time::SystemTime::now() + s.config.exec_timeout;
     let work = {
         let (s, usage, inv) = (s.clone(), usage.clone(), inv.clone());
         let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             // The slot is held until the work really ends, even past a timeout.
             let _permit = permit;
-            let cx = Context::new(&inv, &s.config.function, s.store.clone(), rt, usage)?;
+            let cx = Context::new(&inv, &s.config.function, s.store.clone(), rt, usage, deadline)?;
             s.handler.handle(&cx, &inv)
         })
     };

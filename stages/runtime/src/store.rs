@@ -6,9 +6,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3Builder, Checksum};
+use object_store::aws::{AmazonS3Builder, Checksum, S3ConditionalPut};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, PutPayload, WriteMultipart};
+use object_store::{ObjectStore, PutMode, PutOptions, PutPayload, UpdateVersion, WriteMultipart};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::StoreConfig;
@@ -16,6 +16,30 @@ use crate::error::{ErrorKind, StageError};
 
 /// Files above this size are uploaded in parts; smaller ones in one request.
 const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// How the client retries a failed request (5xx, connection errors,
+/// timeouts), set on purpose rather than object_store's defaults (10
+/// retries for up to 3 minutes): a stage gives up on the store within
+/// seconds, long before its own exec timeout, instead of retrying after its
+/// caller has given up on it. The orchestrator retries whole steps.
+fn retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(10),
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(2),
+            base: 2.0,
+        },
+    }
+}
+
+/// Connections are made within seconds; a request as a whole has no
+/// timeout of its own (a large video takes as long as it takes): the
+/// stage's exec timeout bounds it.
+fn client_options() -> object_store::ClientOptions {
+    object_store::ClientOptions::new().with_connect_timeout(std::time::Duration::from_secs(5)).with_timeout_disabled()
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -26,6 +50,8 @@ pub struct Store {
 impl Store {
     pub fn new(config: &StoreConfig) -> anyhow::Result<Store> {
         let inner = AmazonS3Builder::new()
+            // First: it replaces every client option, `allow_http` too.
+            .with_client_options(client_options())
             .with_endpoint(&config.endpoint)
             .with_allow_http(true)
             .with_bucket_name(&config.bucket)
@@ -34,6 +60,8 @@ impl Store {
             .with_secret_access_key(&config.secret_key)
             .with_virtual_hosted_style_request(false)
             .with_checksum_algorithm(Checksum::SHA256)
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_retry(retry())
             .build()?;
         Ok(Store { bucket: config.bucket.clone(), inner: Arc::new(inner) })
     }
@@ -85,10 +113,12 @@ impl Store {
         Ok(meta.size as u64)
     }
 
-    /// The whole object in memory; for small documents (JSON) only.
+    /// The whole object in memory; for small documents (JSON) only: one
+    /// above [`DOCUMENT_LIMIT`] is refused before it is read.
     pub async fn get_bytes(&self, uri: &str) -> Result<bytes::Bytes, StageError> {
         let key = self.key_of(uri)?;
         let result = self.inner.get(&ObjectPath::from(key.as_str())).await.map_err(|e| classify(uri, e))?;
+        check_document_size(uri, result.meta.size as u64)?;
         result.bytes().await.map_err(|e| classify(uri, e))
     }
 
@@ -100,6 +130,41 @@ impl Store {
             .await
             .map_err(|e| classify(&uri, e))?;
         Ok(uri)
+    }
+
+    /// The small object at `uri` and its ETag, or `None` when there is none.
+    pub async fn get_versioned(&self, uri: &str) -> Result<Option<(bytes::Bytes, String)>, StageError> {
+        let key = self.key_of(uri)?;
+        let result = match self.inner.get(&ObjectPath::from(key.as_str())).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(classify(uri, e)),
+        };
+        check_document_size(uri, result.meta.size as u64)?;
+        let etag = result.meta.e_tag.clone().unwrap_or_default();
+        Ok(Some((result.bytes().await.map_err(|e| classify(uri, e))?, etag)))
+    }
+
+    /// Write `bytes` as `key` only if the object is still as the writer last
+    /// saw it: absent (`None`), or with the ETag `Some(etag)`. Returns the new
+    /// ETag; another writer's change in between is a [`ErrorKind::Conflict`].
+    pub async fn put_if(&self, key: &str, bytes: bytes::Bytes, seen: Option<&str>) -> Result<String, StageError> {
+        check_key(key)?;
+        let uri = self.uri(key);
+        let mode = match seen {
+            None => PutMode::Create,
+            Some(etag) => PutMode::Update(UpdateVersion { e_tag: Some(etag.to_string()), version: None }),
+        };
+        let path = ObjectPath::from(key);
+        match self.inner.put_opts(&path, PutPayload::from(bytes), PutOptions { mode, ..Default::default() }).await {
+            Ok(result) => Ok(result.e_tag.unwrap_or_default()),
+            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Err(StageError::new(
+                ErrorKind::Conflict,
+                "changed_meanwhile",
+                format!("{uri} was written by someone else since it was read"),
+            )),
+            Err(e) => Err(classify(&uri, e)),
+        }
     }
 
     /// Upload the file at `src` as `key`, in parts when it is large. Returns
@@ -119,14 +184,22 @@ impl Store {
         let upload = self.inner.put_multipart(&path).await.map_err(|e| classify(&uri, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut buf = vec![0u8; 1024 * 1024];
-        loop {
-            let n = file.read(&mut buf).await.map_err(|e| io_error(src, e))?;
-            if n == 0 {
-                break;
+        let written = async {
+            loop {
+                let n = file.read(&mut buf).await.map_err(|e| io_error(src, e))?;
+                if n == 0 {
+                    return Ok(());
+                }
+                writer.wait_for_capacity(2).await.map_err(|e| classify(&uri, e))?;
+                writer.write(&buf[..n]);
             }
-            writer.wait_for_capacity(2).await.map_err(|e| classify(&uri, e))?;
-            writer.write(&buf[..n]);
+        };
+        if let Err(err) = written.await {
+            // Its parts would stay in the store, named by no object.
+            let _ = writer.abort().await;
+            return Err(err);
         }
+        // `finish` aborts the upload itself when completing it fails.
         writer.finish().await.map_err(|e| classify(&uri, e))?;
         Ok((uri, size))
     }
@@ -152,6 +225,18 @@ impl Store {
             Some(Err(e)) => Err(classify(&self.uri(""), e)),
         }
     }
+}
+
+/// The most a document read whole into memory may hold: the state, the
+/// plan's items, a transcript are kilobytes; media is streamed to files.
+pub const DOCUMENT_LIMIT: u64 = 16 * 1024 * 1024;
+
+fn check_document_size(uri: &str, size: u64) -> Result<(), StageError> {
+    if size <= DOCUMENT_LIMIT {
+        return Ok(());
+    }
+    let message = format!("{uri} is {size} bytes: a document read whole may hold at most {DOCUMENT_LIMIT} bytes (media is streamed to a file instead)");
+    Err(StageError::unprocessable("document_too_large", message))
 }
 
 /// A key the store and the file system can hold safely.

@@ -36,8 +36,9 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
         }
         flags::Command::Status(_) => {
             let pipeline = pipeline::load(&global.file)?;
-            deploy::print_status(deploy::open(&pipeline, global)?.as_ref())?;
-            Ok(ExitCode::SUCCESS)
+            let deployed = deploy::print_status(deploy::open(&pipeline, global)?.as_ref())?;
+            // As `systemctl status` does for a unit that is not running.
+            Ok(if deployed { ExitCode::SUCCESS } else { ExitCode::from(3) })
         }
         flags::Command::Scale(scale) => {
             let pipeline = pipeline::load(&global.file)?;

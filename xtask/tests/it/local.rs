@@ -229,8 +229,10 @@ fn up_cold_starts_functions_and_down_stops_them() {
     assert!(left.is_empty(), "processes left after down: {left:?}");
     assert!(!local.state().join("runtime.json").exists());
 
-    let status = local.xtask_ok(&["status"]);
-    assert!(status.contains("nothing is deployed"), "{status}");
+    // Nothing runs: status says so and exits 3, so that scripts can test it.
+    let status = local.xtask(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "{status:?}");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("nothing is deployed"), "{status:?}");
     assert!(local.xtask_ok(&["down"]).contains("no local runtime is running"));
 }
 

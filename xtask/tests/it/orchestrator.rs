@@ -487,3 +487,89 @@ fn a_step_answering_without_a_declared_output_fails_the_request() {
     assert_eq!(state["error"]["function"], "first", "{state:#}");
     assert_eq!(invocations(&rt, "first", "output-1").len(), 1, "a wrong answer is not retried");
 }
+
+/// One writer per request: while an invocation serves a request, a second
+/// one for the same id is refused with 409 and writes nothing; the first
+/// finishes with its state whole.
+#[test]
+fn a_second_invocation_for_a_running_request_is_refused_and_the_first_finishes() {
+    let yaml = pipeline(&[step("first", "sleep:1500", "5s"), step("second", "ok", "5s")], &[], 1);
+    let rt = Runtime::up(&yaml);
+    let video = rt.put_bytes("requests/twice-1/input/video", b"fault never reads it".to_vec());
+    let inv = Invocation { request_id: "twice-1".into(), scope: None, inputs: [("video".to_string(), Artifact::One(video))].into() };
+    let ((first, first_body), (second, second_body)) = rt.rt.block_on(async {
+        let later = async {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            rt.invoke_async("orchestrator", &inv).await
+        };
+        futures::join!(rt.invoke_async("orchestrator", &inv), later)
+    });
+    assert_eq!(second, 409, "{second_body}");
+    assert_eq!(second_body["error"]["code"], "request_running", "{second_body}");
+    assert_eq!(first, 200, "{first_body}");
+    let state = state(&rt, "twice-1");
+    assert_eq!(state["status"], "succeeded", "{state:#}");
+    assert_eq!(statuses(attempts(&state, "first", None)), [200]);
+    assert_eq!(statuses(attempts(&state, "second", None)), [200]);
+    assert_eq!(state["steps"].as_array().unwrap().len(), 2, "one invocation's steps only: {state:#}");
+}
+
+/// A state still `running` after its lease was left by an invocation that
+/// died: the next invocation takes the request over. Within its lease, it
+/// is refused.
+#[test]
+fn a_state_left_running_is_taken_over_once_its_lease_ends() {
+    let yaml = pipeline(&[step("first", "ok", "5s")], &[], 1);
+    let rt = Runtime::up(&yaml);
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let left = |id: &str, lease_until_ms: u64| {
+        let state = serde_json::json!({ "request_id": id, "status": "running", "lease_until_ms": lease_until_ms, "steps": [] });
+        rt.put_bytes(&format!("requests/{id}/state.json"), serde_json::to_vec(&state).unwrap());
+    };
+    left("dead-1", now_ms - 1000);
+    let (status, body) = request(&rt, "dead-1");
+    assert_eq!(status, 200, "taken over: {body}");
+    let taken = state(&rt, "dead-1");
+    assert_eq!(taken["status"], "succeeded", "{taken:#}");
+    assert!(taken["lease_until_ms"].as_u64().unwrap() > now_ms, "its own lease: {taken:#}");
+
+    left("alive-1", now_ms + 600_000);
+    let (status, body) = request(&rt, "alive-1");
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["error"]["code"], "request_running", "{body}");
+    assert_eq!(state(&rt, "alive-1")["status"], "running", "left as it was");
+}
+
+/// One item fails while three others (and a sibling step of its own) are
+/// running: they are let finish and recorded, so that every object the
+/// request leaves is named by its state, even after the answer.
+#[test]
+fn a_failing_item_lets_its_running_siblings_finish_and_every_object_is_named() {
+    let steps = [
+        step("first", "ok", "5s").env("FAULT_ITEMS", "4"),
+        step("mark", "ok", "5s").env("FAULT_FLAG", "broken:items-0001"),
+        step("boom", "fail", "5s"),
+        step("slow", "sleep:1500", "5s"),
+    ];
+    let mut yaml = functions(&steps.iter().collect::<Vec<_>>());
+    yaml += "dag:\n  entry: orchestrator\n  inputs: { video: required }\n  steps:\n    - { function: first, needs: [video], produces: [first, items] }\n  \
+             fan_out:\n    over: items\n    item: item\n    max_parallel: 4\n    max_items: 5\n    steps:\n      \
+             - { function: mark, needs: [item], produces: [mark, broken] }\n      \
+             - { function: boom, needs: [mark], when: broken, produces: [boom] }\n      \
+             - { function: slow, needs: [item], produces: [slow] }\n  retry:\n    attempts: 1\n    backoff: 100ms\n";
+    let rt = Runtime::up(&yaml);
+    let (status, body) = request(&rt, "siblings-1");
+    assert_eq!(status, 500, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().starts_with("boom [items-0001]: "), "{body}");
+    let state = state(&rt, "siblings-1");
+    for i in 0..4 {
+        assert_eq!(statuses(attempts(&state, "slow", Some(&format!("items-{i:04}")))), [200], "let finish: {state:#}");
+    }
+    // Well past any call still under way: nothing appears that the state does not name.
+    std::thread::sleep(Duration::from_millis(2000));
+    let stored = stored(&rt, "siblings-1");
+    let named = named(&rt, "siblings-1", &state);
+    let unnamed: Vec<&String> = stored.difference(&named).collect();
+    assert!(unnamed.is_empty(), "objects the state does not name: {unnamed:#?}");
+    assert!(stored.iter().filter(|uri| uri.ends_with("/slow.json")).count() == 4, "{stored:#?}");
+}

@@ -13,8 +13,13 @@ use crate::support::{self, Runtime};
 const WORK: Duration = Duration::from_millis(1500);
 
 /// The orchestrator and `slow` (fault, sleeping `WORK`), one call at a
-/// time per replica, at most three replicas.
+/// time per replica, at most three replicas, each declaring 0.25 CPU
+/// (three fit a machine of one core).
 fn pipeline(idle_timeout: &str) -> String {
+    pipeline_with(idle_timeout, 0.25)
+}
+
+fn pipeline_with(idle_timeout: &str, cpu: f64) -> String {
     let stages = support::repo().join("stages");
     format!(
         r#"name: scaling-test
@@ -30,7 +35,7 @@ fn pipeline(idle_timeout: &str) -> String {
   slow:
     source: {fault}
     memory: 64Mi
-    cpu: 0.5
+    cpu: {cpu}
     timeout: 10s
     max_inflight: 1
     scale: {{ min: 0, max: 3 }}
@@ -118,4 +123,60 @@ fn a_full_function_gets_replicas_up_to_its_max_then_calls_wait_for_a_place_and_i
         assert!(Instant::now() < deadline, "still running after 30 s idle: {}", function(&rt));
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// One machine schedules replicas as a one-node cluster does by CPU
+/// requests: `slow` declaring every core, a second replica does not fit, and
+/// the calls wait for the first instead.
+#[test]
+fn a_replica_beyond_the_first_starts_only_while_the_declared_cpu_fits_the_machine() {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let rt = Runtime::up(&pipeline_with("300s", cores as f64));
+    let mut answers = at_once(&rt, "fits", 2);
+    assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
+    assert_eq!(answers.iter().filter(|a| a.cold_start).count(), 1, "one replica served both: {answers:?}");
+    answers.sort_by_key(|a| a.queued);
+    assert!(answers[1].queued >= WORK * 2 / 3, "the second waited for the first's place: {answers:?}");
+    assert_eq!(function(&rt)["replicas"], 1);
+}
+
+/// The runtime picks a replica's port and the replica binds it: another
+/// process can take it in between. A replica that exits for that reason
+/// ([`stage_runtime::EXIT_PORT_IN_USE`]) is started again on another port.
+#[test]
+fn a_replica_whose_port_was_taken_is_started_again_on_another() {
+    let rt = Runtime::up(&pipeline("300s"));
+    let fault = function(&rt)["envProcess"].as_str().unwrap().to_string();
+    let marker = rt.dir.path().join("first-start");
+    let script = rt.dir.path().join("port-taken-once.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n# The first start finds its port taken; the next ones are the function.\n\
+             if [ ! -e '{marker}' ]; then touch '{marker}'; echo 'error: cannot listen: in use' >&2; exit {code}; fi\nexec '{fault}' \"$@\"\n",
+            marker = marker.display(),
+            code = stage_runtime::EXIT_PORT_IN_USE,
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let deployment = serde_json::json!({
+        "service": "port-taken",
+        "image": "local",
+        "envProcess": script.display().to_string(),
+        "envVars": { "FAULT": "ok" },
+        "secrets": ["s3-access-key", "s3-secret-key"],
+    });
+    let client = reqwest::Client::new();
+    let deployed = rt.rt.block_on(client.post(format!("{}/system/functions", rt.gateway)).json(&deployment).send()).unwrap();
+    assert_eq!(deployed.status().as_u16(), 202, "{:?}", rt.rt.block_on(deployed.text()));
+    let body = serde_json::json!({ "request_id": "port-1", "inputs": {} });
+    let answer = rt.rt.block_on(client.post(format!("{}/function/port-taken", rt.gateway)).json(&body).send()).unwrap();
+    let status = answer.status().as_u16();
+    let answer: Value = rt.rt.block_on(answer.json()).unwrap();
+    assert_eq!(status, 200, "started again and answered: {answer}");
+    assert_eq!(answer["metrics"]["cold_start"], true, "{answer}");
+    assert!(marker.exists(), "the first start did exit");
+    let log = rt.log("port-taken");
+    assert!(log.contains("error: cannot listen: in use"), "the first start's own words: {log}");
 }

@@ -95,8 +95,8 @@ impl Direct {
         run(extract_audio::command(video, self.sample_rate, &audio), work)?;
         let extracted = Instant::now();
 
-        let wav = detect_speech::read_wav(&audio)?;
-        let segments = detect_speech::detect_segments(&wav, &self.speech)?;
+        let (power, sample_rate) = detect_speech::read_wav_power(&audio)?;
+        let segments = detect_speech::detect_segments_in(&power, sample_rate, &self.speech)?;
         write_json(&work.join("segments.json"), &segments)?;
         let detected = Instant::now();
 

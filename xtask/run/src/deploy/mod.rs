@@ -201,12 +201,13 @@ pub fn deploy(pipeline: &Pipeline, global: &flags::Global, flags: &flags::Deploy
     open(pipeline, global)?.deploy()
 }
 
-/// `cargo xtask status`: the target's endpoints and a table of its functions.
-pub fn print_status(target: &dyn Target) -> anyhow::Result<()> {
+/// `cargo xtask status`: the target's endpoints and a table of its
+/// functions; `false` when nothing is deployed.
+pub fn print_status(target: &dyn Target) -> anyhow::Result<bool> {
     let Some(status) = target.status()? else {
         println!("nothing is deployed");
         println!("help: deploy it with `cargo xtask deploy`");
-        return Ok(());
+        return Ok(false);
     };
     for line in &status.about {
         println!("{line}");
@@ -227,7 +228,7 @@ pub fn print_status(target: &dyn Target) -> anyhow::Result<()> {
         })
         .collect();
     print_table(["FUNCTION", "REPLICAS", "INVOCATIONS", "MEMORY", "TIMEOUT"], &rows);
-    Ok(())
+    Ok(true)
 }
 
 pub fn print_endpoints(endpoints: &Endpoints) {

@@ -309,9 +309,9 @@ async fn inspect_exit(docker: &Docker, id: &str) -> Exit {
                 137 => "killed (SIGKILL, exit code 137)".to_string(),
                 code => format!("exit code {code}"),
             };
-            Exit { status, out_of_memory: state.oom_killed.unwrap_or(false) }
+            Exit { status, out_of_memory: state.oom_killed.unwrap_or(false), code: state.exit_code }
         }
-        Err(err) => Exit { status: format!("status unknown ({err})"), out_of_memory: false },
+        Err(err) => Exit { status: format!("status unknown ({err})"), out_of_memory: false, code: None },
     }
 }
 

@@ -98,7 +98,7 @@ impl Spawner {
 
 /// A process has no memory limit of its own here: it never ends for memory.
 fn exit(status: ExitStatus) -> Exit {
-    Exit { status: status.to_string(), out_of_memory: false }
+    Exit { status: status.to_string(), out_of_memory: false, code: status.code().map(i64::from) }
 }
 
 impl Process {

@@ -46,6 +46,8 @@ pub struct Exit {
     pub status: String,
     /// The kernel killed it for using more memory than its limit.
     pub out_of_memory: bool,
+    /// Its exit code, when it exited on its own.
+    pub code: Option<i64>,
 }
 
 /// Why a replica did not become healthy.
@@ -66,8 +68,26 @@ pub enum Runner {
 }
 
 impl Runner {
-    /// Start a replica of `launch` and wait until it is healthy, at most `deadline`.
+    /// Start a replica of `launch` and wait until it is healthy, at most
+    /// `deadline`. Its port is chosen free here but bound by the replica, so
+    /// another process can take it in between: a replica that exits because
+    /// its port is in use ([`stage_runtime::EXIT_PORT_IN_USE`]) is started
+    /// again on another port, a few times.
     pub async fn start(&self, launch: &Launch, client: &reqwest::Client, deadline: Duration) -> Result<Replica, StartError> {
+        const TRIES: u32 = 3;
+        let mut tried = 1;
+        loop {
+            match self.start_once(launch, client, deadline).await {
+                Err(StartError::Exited { exit, .. }) if exit.code == Some(stage_runtime::EXIT_PORT_IN_USE.into()) && tried < TRIES => {
+                    tracing::warn!(function = %launch.function, "its port was taken before it listened; starting it on another");
+                    tried += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    async fn start_once(&self, launch: &Launch, client: &reqwest::Client, deadline: Duration) -> Result<Replica, StartError> {
         match (self, &launch.program) {
             (Runner::Processes(spawner), Program::Binary { path, dir }) => {
                 spawner.start_process(launch, path, dir, client, deadline).await.map(Replica::Process)

@@ -5,8 +5,13 @@
 //! - a call goes to the ready replica with the fewest calls in flight that
 //!   has room (fewer than the function's `max_inflight`);
 //! - when none has room, the call starts a new replica (a cold start), up to
-//!   `scale.max`, or joins one that is starting and has room;
-//! - at `scale.max` with every replica full, the call waits at the gateway
+//!   `scale.max`, or joins one that is starting and has room; a function's
+//!   first replica always starts, and each one more only while the CPU
+//!   declared by every replica running fits the machine's cores (one
+//!   machine is a one-node cluster that schedules by CPU requests: more
+//!   replicas than cores would only make every call slower, past its
+//!   timeout);
+//! - at `scale.max` (or the machine's cores) with every replica full, the call waits at the gateway
 //!   for a place, at most as long as a cold start may take (`call.ready`,
 //!   the layer the timeout model gives the gateway before `upstream`), and is
 //!   then sent to the least busy replica, whose own limit answers 429
@@ -89,9 +94,45 @@ struct Pool {
     next_serial: u64,
 }
 
+/// The CPU the replicas running on this machine declare, against its cores.
+struct Cpu {
+    cores_milli: u64,
+    declared_milli: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// A replica's declared CPU, counted while it exists.
+struct Declared {
+    milli: u64,
+    total: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Drop for Declared {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.milli, Ordering::SeqCst);
+    }
+}
+
+impl Cpu {
+    /// This machine's cores.
+    pub fn of_this_machine() -> Cpu {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from) as u64;
+        Cpu { cores_milli: cores * 1000, declared_milli: Default::default() }
+    }
+
+    /// Count `cpu` for a new replica: always (`must`), or only if it fits.
+    fn declare(&self, cpu: f64, must: bool) -> Option<Declared> {
+        let milli = (cpu.max(0.0) * 1000.0).round() as u64;
+        let total = &self.declared_milli;
+        let fits = |declared: u64| (must || declared + milli <= self.cores_milli).then_some(declared + milli);
+        total.fetch_update(Ordering::SeqCst, Ordering::SeqCst, fits).ok()?;
+        Some(Declared { milli, total: total.clone() })
+    }
+}
+
 /// One replica: starting (no `replica` yet) or ready.
 struct Slot {
     serial: u64,
+    _declared: Declared,
     replica: Option<Replica>,
     /// Its start's outcome, for the calls that joined it while it started.
     started: tokio::sync::watch::Receiver<Option<Result<String, StageError>>>,
@@ -204,7 +245,7 @@ impl Function {
     }
 
     /// Decide where a call goes; `overflow`: past its wait, any replica will do.
-    fn next(&self, pool: &mut Pool, overflow: bool) -> Next {
+    fn next(&self, pool: &mut Pool, cpu: &Cpu, overflow: bool) -> Next {
         self.reap(pool);
         // Ready replicas first, then the least busy.
         let least = |pool: &Pool, room: &dyn Fn(usize) -> bool| {
@@ -215,8 +256,14 @@ impl Function {
         let chosen = match least(pool, &|inflight| self.has_room(inflight)) {
             Some(i) => i,
             None if pool.slots.len() < self.most() => {
-                let (serial, sender) = pool.add(1);
-                return Next::Start(serial, sender);
+                if let Some(declared) = cpu.declare(self.spec.cpu, pool.slots.is_empty()) {
+                    let (serial, sender) = pool.add(1, declared);
+                    return Next::Start(serial, sender);
+                }
+                match least(pool, &|_| true).filter(|_| overflow) {
+                    Some(i) => i,
+                    None => return Next::Wait,
+                }
             }
             None if overflow => match least(pool, &|_| true) {
                 Some(i) => i,
@@ -236,11 +283,11 @@ impl Function {
 impl Pool {
     /// A new starting replica with `inflight` calls waiting for it; the
     /// sender is for its start's outcome.
-    fn add(&mut self, inflight: usize) -> (u64, Started) {
+    fn add(&mut self, inflight: usize, declared: Declared) -> (u64, Started) {
         let (sender, started) = tokio::sync::watch::channel(None);
         let serial = self.next_serial;
         self.next_serial += 1;
-        self.slots.push(Slot { serial, replica: None, started, inflight, last_used: Instant::now() });
+        self.slots.push(Slot { serial, _declared: declared, replica: None, started, inflight, last_used: Instant::now() });
         (serial, sender)
     }
 }
@@ -250,6 +297,7 @@ impl Pool {
 pub struct Functions {
     by_name: RwLock<BTreeMap<String, Arc<Function>>>,
     runner: Runner,
+    cpu: Cpu,
     pub client: reqwest::Client,
     idle_timeout: Duration,
     closing: AtomicBool,
@@ -260,6 +308,7 @@ impl Functions {
         Ok(Functions {
             by_name: RwLock::new(functions.into_iter().map(|f| (f.spec.name.clone(), Arc::new(f))).collect()),
             runner,
+            cpu: Cpu::of_this_machine(),
             client: reqwest::Client::builder().build()?,
             idle_timeout,
             closing: AtomicBool::new(false),
@@ -331,7 +380,7 @@ impl Functions {
             tokio::pin!(changed);
             changed.as_mut().enable();
             let overflow = tokio::time::Instant::now() >= queue_until;
-            let next = function.next(&mut function.lock(), overflow);
+            let next = function.next(&mut function.lock(), &self.cpu, overflow);
             let (serial, mut started) = match next {
                 Next::Go(serial, url) => {
                     let busy = Busy { function: function.clone(), serial };
@@ -474,7 +523,9 @@ impl Functions {
             let mut pool = function.lock();
             function.reap(&mut pool);
             for _ in pool.slots.len()..wanted {
-                let (serial, sender) = pool.add(0);
+                // Asked for: counted whether it fits or not.
+                let declared = self.cpu.declare(function.spec.cpu, true).expect("a must always counts");
+                let (serial, sender) = pool.add(0, declared);
                 starts.push((serial, sender.subscribe()));
                 self.start(function.clone(), serial, sender);
             }

@@ -43,16 +43,20 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open the store at `root`, creating its directories, and delete temp files
-    /// a previous run left in `root/staging`.
+    /// Open the store at `root`, creating its directories, and delete what a
+    /// previous run left in `root/staging` (temp files) and `root/uploads`
+    /// (multipart uploads never completed: their writers went with that run).
     pub fn open(root: &Path) -> anyhow::Result<Store> {
         let layout = Layout::new(root);
         for dir in [&layout.buckets, &layout.meta, &layout.staging, &layout.uploads] {
             std::fs::create_dir_all(dir).with_context(|| format!("create object store directory {}", dir.display()))?;
         }
-        for entry in std::fs::read_dir(&layout.staging).with_context(|| format!("read {}", layout.staging.display()))? {
-            let path = entry?.path();
-            std::fs::remove_file(&path).with_context(|| format!("remove stale staging file {}", path.display()))?;
+        for dir in [&layout.staging, &layout.uploads] {
+            for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+                let path = entry?.path();
+                let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                removed.with_context(|| format!("remove what a previous run left: {}", path.display()))?;
+            }
         }
         Ok(Store { layout: Arc::new(layout), lock: Arc::new(RwLock::new(())) })
     }

@@ -179,6 +179,27 @@ async fn aborted_multipart_upload_leaves_nothing() {
     assert_eq!(std::fs::read_dir(fx.root.path().join("uploads")).unwrap().count(), 0);
 }
 
+/// What a run that died left (an upload never completed, a staging file) is
+/// gone when the store opens again; objects stay.
+#[tokio::test]
+async fn reopening_sweeps_what_a_dead_run_left() {
+    let fx = Fixture::start();
+    let s3 = fx.client();
+    s3.put(&ObjectPath::from("kept"), PutPayload::from_static(b"kept")).await.unwrap();
+    let mut upload = s3.put_multipart(&ObjectPath::from("videos/never-completed.mp4")).await.unwrap();
+    upload.put_part(PutPayload::from(pattern(4, 1 << 20))).await.unwrap();
+    std::fs::write(fx.root.path().join("staging/left-behind"), b"x").unwrap();
+    let Fixture { root, server } = fx;
+    server.shutdown().await.unwrap();
+    assert_eq!(std::fs::read_dir(root.path().join("uploads")).unwrap().count(), 1, "the upload was there");
+
+    let store = Store::open(root.path()).unwrap();
+    assert_eq!(std::fs::read_dir(root.path().join("uploads")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(root.path().join("staging")).unwrap().count(), 0);
+    let get = GetObjectInput { bucket: BUCKET.into(), key: "kept".into(), ..Default::default() };
+    assert!(S3::get_object(&store, request(get)).await.is_ok(), "objects stay");
+}
+
 #[tokio::test]
 async fn concurrent_puts_to_same_and_different_keys_never_mix() {
     let fx = Fixture::start();
@@ -252,6 +273,72 @@ async fn copy_duplicates_bytes_and_metadata() {
     assert_eq!(s3.head(&to).await.unwrap().e_tag, Some(format!("\"{}\"", md5_hex(&data))));
 }
 
+/// `x-amz-metadata-directive: REPLACE` gives the copy the request's
+/// metadata; without it (COPY) the copy keeps the source's.
+#[tokio::test]
+async fn copy_with_replace_keeps_the_new_metadata() {
+    use s3s::dto::{CopyObjectInput, CopySource, HeadObjectInput, MetadataDirective};
+    let fx = Fixture::start();
+    let store = &fx.server.store;
+    let body = StreamingBlob::from(s3s::Body::from(Bytes::from_static(b"the source")));
+    let metadata = |pairs: &[(&str, &str)]| Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let put = PutObjectInput {
+        bucket: BUCKET.into(),
+        key: "src".into(),
+        body: Some(body),
+        content_type: Some("text/plain".into()),
+        metadata: metadata(&[("origin", "source")]),
+        ..Default::default()
+    };
+    S3::put_object(store, request(put)).await.unwrap();
+    let copy = |key: &str, directive: Option<&str>| {
+        CopyObjectInput::builder()
+            .bucket(BUCKET.into())
+            .key(key.into())
+            .copy_source(CopySource::Bucket { bucket: BUCKET.into(), key: "src".into(), version_id: None })
+            .metadata_directive(directive.map(|d| MetadataDirective::from(d.to_string())))
+            .content_type(Some("application/json".into()))
+            .metadata(metadata(&[("origin", "copy")]))
+            .build()
+            .unwrap()
+    };
+    S3::copy_object(store, request(copy("replaced", Some(MetadataDirective::REPLACE)))).await.unwrap();
+    S3::copy_object(store, request(copy("copied", None))).await.unwrap();
+    let head = |key: &str| {
+        let input = HeadObjectInput { bucket: BUCKET.into(), key: key.into(), ..Default::default() };
+        async move { S3::head_object(store, request(input)).await.unwrap().output }
+    };
+    let replaced = head("replaced").await;
+    assert_eq!(replaced.content_type.as_deref(), Some("application/json"));
+    assert_eq!(replaced.metadata.unwrap().get("origin").map(String::as_str), Some("copy"));
+    let copied = head("copied").await;
+    assert_eq!(copied.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(copied.metadata.unwrap().get("origin").map(String::as_str), Some("source"));
+}
+
+/// A presigned GET (no credentials on the request itself) honours `Range`.
+#[tokio::test]
+async fn presigned_get_honours_range() {
+    use object_store::signer::Signer as _;
+    let fx = Fixture::start();
+    let s3 = fx.client();
+    let path = ObjectPath::from("media/clip.bin");
+    let data = pattern(3, 10_000);
+    s3.put(&path, PutPayload::from(data.clone())).await.unwrap();
+    let url = s3.signed_url(reqwest::Method::GET, &path, std::time::Duration::from_secs(60)).await.unwrap();
+    let client = reqwest::Client::new();
+    let answer = client.get(url.as_str()).header("range", "bytes=100-199").send().await.unwrap();
+    assert_eq!(answer.status().as_u16(), 206);
+    assert_eq!(answer.headers()["content-range"], "bytes 100-199/10000");
+    assert_eq!(answer.bytes().await.unwrap(), data[100..200]);
+    let whole = client.get(url.as_str()).send().await.unwrap();
+    assert_eq!(whole.status().as_u16(), 200);
+    assert_eq!(whole.bytes().await.unwrap().len(), data.len());
+    // The signature covers the path: another key is refused.
+    let other = url.as_str().replace("clip.bin", "other.bin");
+    assert_eq!(client.get(other).send().await.unwrap().status().as_u16(), 403);
+}
+
 #[tokio::test]
 async fn wrong_credentials_are_refused() {
     let fx = Fixture::start();
@@ -323,4 +410,28 @@ async fn keys_that_could_escape_the_bucket_are_refused() {
     top.sort();
     assert_eq!(top, ["buckets", "meta", "secret", "staging", "uploads"]);
     assert_eq!(std::fs::read_dir(root.path().join("buckets").join(BUCKET)).unwrap().count(), 0);
+}
+
+/// The stages' client reads a document whole only up to its limit; a larger
+/// one is refused before it is read, with the size and the limit.
+#[tokio::test]
+async fn the_stages_client_refuses_to_read_a_huge_document_whole() {
+    use stage_runtime::DOCUMENT_LIMIT;
+    let fx = Fixture::start();
+    let s3 = fx.client();
+    let limit = DOCUMENT_LIMIT as usize;
+    s3.put(&ObjectPath::from("big.json"), PutPayload::from(vec![b' '; limit + 1])).await.unwrap();
+    s3.put(&ObjectPath::from("fits.json"), PutPayload::from(vec![b' '; limit])).await.unwrap();
+    let store = stage_runtime::Store::new(&stage_runtime::StoreConfig {
+        endpoint: fx.server.endpoint(),
+        bucket: BUCKET.into(),
+        region: "us-east-1".into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+    })
+    .unwrap();
+    let err = store.get_bytes(&store.uri("big.json")).await.unwrap_err();
+    assert_eq!((err.code.as_str(), err.kind.status()), ("document_too_large", 422), "{err}");
+    assert!(err.message.contains(&format!("{} bytes", limit + 1)), "{err}");
+    assert_eq!(store.get_bytes(&store.uri("fits.json")).await.unwrap().len(), limit);
 }
