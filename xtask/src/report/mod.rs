@@ -48,6 +48,11 @@ impl Run {
     fn pattern(&self) -> &str {
         self.environment["pattern"].as_str().unwrap_or("?")
     }
+
+    /// Whether its requests came in bursts (or one after another, steady).
+    fn bursts(&self) -> bool {
+        self.pattern().contains("burst")
+    }
 }
 
 /// `report.md` and its plots in the run's own folder.
@@ -91,8 +96,9 @@ pub fn compare(runs: &[Run], out: &Path) -> anyhow::Result<String> {
     md.push('\n');
     let warm: Vec<&Run> = runs.iter().filter(|r| r.start() == "warm").collect();
     let cold: Vec<&Run> = runs.iter().filter(|r| r.start() == "cold").collect();
+    // Like with like: a cold burst against a warm burst, on the same target.
     for c in &cold {
-        for w in &warm {
+        for w in warm.iter().filter(|w| w.bursts() == c.bursts() && w.summary.target == c.summary.target) {
             let (cm, wm) = (c.summary.latency_ms.p50, w.summary.latency_ms.p50);
             let [c_lo, c_hi] = c.summary.median_ci_ms;
             let [w_lo, w_hi] = w.summary.median_ci_ms;
