@@ -49,6 +49,8 @@ pub struct Containers {
 pub struct Container {
     docker: Docker,
     id: String,
+    /// The runtime's state folder, where the CPU of removed containers adds up.
+    runtime: String,
     /// `http://127.0.0.1:PORT`
     pub url: String,
     /// Set once the container has exited.
@@ -106,6 +108,7 @@ impl Containers {
         let container = Container {
             docker: self.docker.clone(),
             id: created.id,
+            runtime: self.runtime.clone(),
             url: format!("http://127.0.0.1:{port}"),
             exit: Arc::new(OnceLock::new()),
         };
@@ -205,6 +208,8 @@ impl Container {
 
     /// `docker stop` with `grace` (SIGTERM, then SIGKILL), then remove it.
     pub async fn stop(self, grace: Duration) -> Option<Exit> {
+        // Read while it runs: a stopped container's counters are gone.
+        retire_cpu(&self.runtime, container_cpu_nanos(&self.docker, &self.id).await);
         let options = StopContainerOptionsBuilder::new().t(grace.as_secs().max(1) as i32).build();
         if let Err(err) = self.docker.stop_container(&self.id, Some(options)).await {
             tracing::warn!(container = %self.short_id(), "stop: {err}");
@@ -222,21 +227,48 @@ impl Container {
     }
 }
 
-/// CPU seconds used so far by the running containers of the runtime `runtime`.
+/// CPU seconds used so far by the containers of the runtime `runtime`: those
+/// running, and those it stopped (counted as they stopped, in its state
+/// folder), so that scaling to zero does not take CPU time back. A
+/// container that died on its own (killed for memory) takes its last
+/// moments with it.
 pub async fn cpu_seconds(runtime: &str) -> f64 {
-    let Ok(docker) = Docker::connect_with_local_defaults() else { return 0.0 };
+    let retired = std::fs::read_to_string(retired_path(runtime)).ok().and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(0);
+    let Ok(docker) = Docker::connect_with_local_defaults() else { return retired as f64 / 1e9 };
     let filters = std::collections::HashMap::from([("label", vec![format!("{RUNTIME_LABEL}={runtime}")])]);
     let options = ListContainersOptionsBuilder::new().filters(&filters).build();
-    let Ok(containers) = docker.list_containers(Some(options)).await else { return 0.0 };
-    let mut nanos = 0u64;
+    let Ok(containers) = docker.list_containers(Some(options)).await else { return retired as f64 / 1e9 };
+    let mut nanos = retired;
     for id in containers.into_iter().filter_map(|c| c.id) {
-        let options = bollard::query_parameters::StatsOptionsBuilder::new().stream(false).one_shot(true).build();
-        let mut stats = docker.stats(&id, Some(options));
-        if let Some(Ok(stats)) = stats.next().await {
-            nanos += stats.cpu_stats.and_then(|cpu| cpu.cpu_usage).and_then(|usage| usage.total_usage).unwrap_or(0);
-        }
+        nanos += container_cpu_nanos(&docker, &id).await;
     }
     nanos as f64 / 1e9
+}
+
+/// The CPU nanoseconds a running container has used.
+async fn container_cpu_nanos(docker: &Docker, id: &str) -> u64 {
+    let options = bollard::query_parameters::StatsOptionsBuilder::new().stream(false).one_shot(true).build();
+    let mut stats = docker.stats(id, Some(options));
+    match stats.next().await {
+        Some(Ok(stats)) => stats.cpu_stats.and_then(|cpu| cpu.cpu_usage).and_then(|usage| usage.total_usage).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn retired_path(runtime: &str) -> std::path::PathBuf {
+    std::path::Path::new(runtime).join("containers-cpu-retired-ns")
+}
+
+/// Add a stopped container's CPU to its runtime's total (one runtime
+/// process writes it; the lock keeps its own stops from racing).
+fn retire_cpu(runtime: &str, nanos: u64) {
+    static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _writer = WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    let path = retired_path(runtime);
+    let before = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(0);
+    if let Err(err) = std::fs::write(&path, (before + nanos).to_string()) {
+        tracing::warn!("cannot count a stopped container's CPU in {}: {err}", path.display());
+    }
 }
 
 /// The numeric `uid:gid` the image runs as (`User` of its config).
