@@ -92,7 +92,13 @@ pub struct Function {
 struct Pool {
     slots: Vec<Slot>,
     next_serial: u64,
+    /// The last replicas that exited, by URL: a call that lost its answer
+    /// learns why even after the replica was reaped.
+    exited: std::collections::VecDeque<(String, Exit)>,
 }
+
+/// How many exits a pool remembers.
+const EXITS_KEPT: usize = 16;
 
 /// The CPU the replicas running on this machine declare, against its cores.
 struct Cpu {
@@ -232,16 +238,24 @@ impl Function {
     /// Forget the replicas that have exited (they are discarded in the background).
     fn reap(&self, pool: &mut Pool) {
         let name = &self.spec.name;
+        let mut exits = Vec::new();
         pool.slots.retain_mut(|slot| {
             let Some(replica) = slot.replica.as_mut() else { return true };
             let Some(exit) = replica.exited() else { return true };
             let (id, status) = (replica.id(), &exit.status);
             tracing::warn!(function = %name, %id, %status, out_of_memory = exit.out_of_memory, "replica exited");
+            exits.push((replica.url().to_string(), exit));
             if let Some(replica) = slot.replica.take() {
                 tokio::spawn(replica.discard());
             }
             false
         });
+        for exit in exits {
+            if pool.exited.len() == EXITS_KEPT {
+                pool.exited.pop_front();
+            }
+            pool.exited.push_back(exit);
+        }
     }
 
     /// Decide where a call goes; `overflow`: past its wait, any replica will do.
@@ -426,6 +440,8 @@ impl Functions {
                         let (name, id, replicas) = (&function.spec.name, replica.id(), pool.slots.len());
                         tracing::info!(function = %name, %id, replicas, "ready after {:?}", started.elapsed());
                         let url = replica.url().to_string();
+                        // A port used again: an earlier replica's exit there is not this one's.
+                        pool.exited.retain(|(exited, _)| *exited != url);
                         let slot = &mut pool.slots[i];
                         slot.replica = Some(replica);
                         slot.last_used = Instant::now();
@@ -463,9 +479,13 @@ impl Functions {
         loop {
             {
                 let mut pool = function.lock();
-                let slot = pool.slots.iter_mut().find(|slot| slot.replica.as_ref().is_some_and(|r| r.url() == url))?;
-                if let Some(exit) = slot.replica.as_mut()?.exited() {
+                // Exited already (and reaped), or exiting now.
+                function.reap(&mut pool);
+                if let Some((_, exit)) = pool.exited.iter().rev().find(|(exited, _)| exited == url) {
                     return exit.out_of_memory.then(|| out_of_memory(&function.spec, "while serving a call"));
+                }
+                if !pool.slots.iter().any(|slot| slot.replica.as_ref().is_some_and(|r| r.url() == url)) {
+                    return None;
                 }
             }
             if Instant::now() >= deadline {
