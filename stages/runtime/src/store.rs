@@ -116,10 +116,8 @@ impl Store {
     /// The whole object in memory; for small documents (JSON) only: one
     /// above [`DOCUMENT_LIMIT`] is refused before it is read.
     pub async fn get_bytes(&self, uri: &str) -> Result<bytes::Bytes, StageError> {
-        let key = self.key_of(uri)?;
-        let result = self.inner.get(&ObjectPath::from(key.as_str())).await.map_err(|e| classify(uri, e))?;
-        check_document_size(uri, result.meta.size as u64)?;
-        result.bytes().await.map_err(|e| classify(uri, e))
+        let read = self.get_versioned(uri).await?;
+        read.map(|(bytes, _)| bytes).ok_or_else(|| missing(uri))
     }
 
     pub async fn put_bytes(&self, key: &str, bytes: bytes::Bytes) -> Result<String, StageError> {
@@ -132,7 +130,8 @@ impl Store {
         Ok(uri)
     }
 
-    /// The small object at `uri` and its ETag, or `None` when there is none.
+    /// The small object at `uri` and its ETag, or `None` when there is none
+    /// (refused above [`DOCUMENT_LIMIT`] as [`Store::get_bytes`] is).
     pub async fn get_versioned(&self, uri: &str) -> Result<Option<(bytes::Bytes, String)>, StageError> {
         let key = self.key_of(uri)?;
         let result = match self.inner.get(&ObjectPath::from(key.as_str())).await {
@@ -266,11 +265,13 @@ pub fn check_key(key: &str) -> Result<(), StageError> {
 
 fn classify(uri: &str, err: object_store::Error) -> StageError {
     match err {
-        object_store::Error::NotFound { .. } => {
-            StageError::new(ErrorKind::NotFound, "missing_object", format!("{uri} does not exist"))
-        }
+        object_store::Error::NotFound { .. } => missing(uri),
         other => StageError::internal("store", format!("{uri}: {other}")),
     }
+}
+
+fn missing(uri: &str) -> StageError {
+    StageError::new(ErrorKind::NotFound, "missing_object", format!("{uri} does not exist"))
 }
 
 fn io_error(path: &Path, err: std::io::Error) -> StageError {

@@ -253,9 +253,7 @@ impl Summary {
             burst_time_over_cpu_bound: None,
         }
     }
-}
 
-impl Summary {
     /// Add the CPU figures: `cpu_used` seconds over `requests` (those
     /// dropped sent nothing), and for `bursts` how close each burst came to
     /// the CPU-bound time.

@@ -237,16 +237,15 @@ async fn request(
     for invocation in invocations.iter().filter(|i| i.scope.is_empty()) {
         *linear_ms.entry(invocation.function.clone()).or_insert(0.0) += invocation.paused_ms + invocation.elapsed_ms;
     }
-    let latency_ms = outcome.latency.as_secs_f64() * 1000.0;
     let record = RequestRecord {
-        request_id: outcome.request_id.clone(),
+        request_id: outcome.request_id,
         warmup: false,
         group: 0,
         scheduled_s: sent,
         started_s: sent,
         late_ms: 0.0,
         dropped: false,
-        latency_ms,
+        latency_ms: outcome.latency.as_secs_f64() * 1000.0,
         total_ms: (bench_start.elapsed().as_secs_f64() - sent) * 1000.0,
         attempts: 1,
         status: outcome.status,
@@ -255,7 +254,7 @@ async fn request(
         clips: outcome.clips,
         cost_unit: invocations.iter().map(|i| i.cost_unit).sum(),
     };
-    Ok(Request { request_id: outcome.request_id, latency_ms, cpu_s, clips: outcome.clips, linear_ms, record, invocations })
+    Ok(Request { record, cpu_s, linear_ms, invocations })
 }
 
 /// Where the bench's target answers, and how its CPU time is read.

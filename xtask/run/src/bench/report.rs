@@ -13,17 +13,15 @@ use xtask::report::records::{InvocationRecord, RequestRecord};
 /// One request through the runtime.
 #[derive(Debug, Serialize)]
 pub struct Request {
-    pub request_id: String,
-    /// From the gateway call to its whole answer.
-    pub latency_ms: f64,
+    /// As an experiment records it: its id, latency (from the gateway call
+    /// to its whole answer), clips.
+    #[serde(flatten)]
+    pub record: RequestRecord,
     /// User + system time of the runtime and its functions and tools meanwhile
     /// (from the input's upload on).
     pub cpu_s: f64,
-    pub clips: usize,
     /// The linear steps' time as the orchestrator saw it (all attempts), by function.
     pub linear_ms: BTreeMap<String, f64>,
-    /// As an experiment records it.
-    pub record: RequestRecord,
     /// Its invocations, from its state document, as an experiment records them.
     pub invocations: Vec<InvocationRecord>,
 }
@@ -73,15 +71,15 @@ impl Figures {
         direct: Vec<DirectRun>,
         load_average: [f64; 2],
     ) -> anyhow::Result<Figures> {
-        let clips: Vec<usize> = std::iter::once(cold.clips)
-            .chain(warm.iter().map(|r| r.clips))
+        let clips: Vec<usize> = std::iter::once(cold.record.clips)
+            .chain(warm.iter().map(|r| r.record.clips))
             .chain(direct.iter().map(|d| d.clips))
             .collect();
-        if clips.iter().any(|&c| c != cold.clips) {
+        if clips.iter().any(|&c| c != cold.record.clips) {
             bail!("the runs cut different numbers of clips (cold, warm..., direct...: {clips:?}); their times do not compare");
         }
-        let cold_ms = cold.latency_ms;
-        let warm_median_ms = median(warm.iter().map(|r| r.latency_ms));
+        let cold_ms = cold.record.latency_ms;
+        let warm_median_ms = median(warm.iter().map(|r| r.record.latency_ms));
         let direct_median_ms = median(direct.iter().map(|d| d.total_ms));
         let overhead = |i: &InvocationRecord| i.duration_ms - i.tool_ms;
         let invocations = || warm.iter().flat_map(|r| &r.invocations);
@@ -93,7 +91,7 @@ impl Figures {
         let goal = |name, value: f64, unit, goal: f64| Goal { name, value, unit, goal, met: value <= goal };
         Ok(Figures {
             input: input.to_path_buf(),
-            clips: cold.clips,
+            clips: cold.record.clips,
             runs: warm.len(),
             load_average,
             cold_ms,
@@ -140,7 +138,7 @@ impl Figures {
             let direct = median(self.direct.iter().map(direct_ms));
             println!("{:<28} {:>9} {:>9} {:>9}", function, secs(cold), secs(warm_linear(function)), secs(direct));
         }
-        let rest = |r: &Request| r.latency_ms - r.linear_ms.values().sum::<f64>();
+        let rest = |r: &Request| r.record.latency_ms - r.linear_ms.values().sum::<f64>();
         println!(
             "{:<28} {:>9} {:>9} {:>9}",
             "per-clip fan-out (+ rest)",
@@ -163,7 +161,7 @@ impl Figures {
             self.direct_median_cpu_s
         );
         let list = |values: Vec<f64>| values.into_iter().map(secs).collect::<Vec<_>>().join(" ");
-        println!("  warm runs:   {}", list(self.warm.iter().map(|r| r.latency_ms).collect()));
+        println!("  warm runs:   {}", list(self.warm.iter().map(|r| r.record.latency_ms).collect()));
         println!("  direct runs: {}", list(self.direct.iter().map(|d| d.total_ms).collect()));
         println!();
         println!("{:<28} {:>9} {:>9}", "goal", "value", "target");

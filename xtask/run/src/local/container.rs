@@ -233,7 +233,7 @@ impl Container {
 /// container that died on its own (killed for memory) takes its last
 /// moments with it.
 pub async fn cpu_seconds(runtime: &str) -> f64 {
-    let retired = std::fs::read_to_string(retired_path(runtime)).ok().and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(0);
+    let retired = retired_nanos(runtime);
     let Ok(docker) = Docker::connect_with_local_defaults() else { return retired as f64 / 1e9 };
     let filters = std::collections::HashMap::from([("label", vec![format!("{RUNTIME_LABEL}={runtime}")])]);
     let options = ListContainersOptionsBuilder::new().filters(&filters).build();
@@ -259,14 +259,18 @@ fn retired_path(runtime: &str) -> std::path::PathBuf {
     std::path::Path::new(runtime).join("containers-cpu-retired-ns")
 }
 
+/// The CPU nanoseconds of the containers the runtime has stopped.
+fn retired_nanos(runtime: &str) -> u64 {
+    std::fs::read_to_string(retired_path(runtime)).ok().and_then(|t| t.trim().parse().ok()).unwrap_or(0)
+}
+
 /// Add a stopped container's CPU to its runtime's total (one runtime
 /// process writes it; the lock keeps its own stops from racing).
 fn retire_cpu(runtime: &str, nanos: u64) {
     static WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _writer = WRITER.lock().unwrap_or_else(|e| e.into_inner());
     let path = retired_path(runtime);
-    let before = std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u64>().ok()).unwrap_or(0);
-    if let Err(err) = std::fs::write(&path, (before + nanos).to_string()) {
+    if let Err(err) = std::fs::write(&path, (retired_nanos(runtime) + nanos).to_string()) {
         tracing::warn!("cannot count a stopped container's CPU in {}: {err}", path.display());
     }
 }

@@ -25,13 +25,12 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use futures::StreamExt as _;
 use serde::Deserialize;
-use stage_runtime::{ErrorKind, ErrorResponse, StageError};
+use stage_runtime::{ErrorKind, ErrorResponse, StageError, QUEUE_WAIT_HEADER};
 
 use super::metrics::Metrics;
 use super::replica::Program;
 use super::runtime::Placer;
 use super::scaler::{Function, Functions};
-use stage_runtime::QUEUE_WAIT_HEADER;
 use super::secrets::{Refused, Secrets};
 use crate::openfaas::{
     DeleteFunctionRequest, FunctionDeployment, FunctionStatus, LogEntry, PrometheusAlert, Resources,

@@ -267,24 +267,15 @@ impl Function {
                 .filter(|&i| room(pool.slots[i].inflight))
                 .min_by_key(|&i| (pool.slots[i].replica.is_none(), pool.slots[i].inflight))
         };
-        let chosen = match least(pool, &|inflight| self.has_room(inflight)) {
-            Some(i) => i,
-            None if pool.slots.len() < self.most() => {
-                if let Some(declared) = cpu.declare(self.spec.cpu, pool.slots.is_empty()) {
-                    let (serial, sender) = pool.add(1, declared);
-                    return Next::Start(serial, sender);
-                }
-                match least(pool, &|_| true).filter(|_| overflow) {
-                    Some(i) => i,
-                    None => return Next::Wait,
-                }
+        let room = least(pool, &|inflight| self.has_room(inflight));
+        if room.is_none() && pool.slots.len() < self.most() {
+            if let Some(declared) = cpu.declare(self.spec.cpu, pool.slots.is_empty()) {
+                let (serial, sender) = pool.add(1, declared);
+                return Next::Start(serial, sender);
             }
-            None if overflow => match least(pool, &|_| true) {
-                Some(i) => i,
-                None => return Next::Wait,
-            },
-            None => return Next::Wait,
-        };
+        }
+        // No room and no new replica: past its wait, the least busy takes it.
+        let Some(chosen) = room.or_else(|| least(pool, &|_| true).filter(|_| overflow)) else { return Next::Wait };
         let slot = &mut pool.slots[chosen];
         slot.inflight += 1;
         match &slot.replica {
@@ -572,45 +563,34 @@ impl Functions {
 
     /// Every so often: forget replicas that died, stop those idle for
     /// `idle_timeout` down to `scale.min`. Runs forever.
-    pub async fn scale_idle(&self) {
+    pub async fn scale_idle(self: &Arc<Self>) {
         let every = (self.idle_timeout / 10).clamp(Duration::from_millis(100), Duration::from_secs(5));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            for function in &self.all() {
+            for function in self.all() {
                 let idle: Vec<Slot> = {
                     let mut pool = function.lock();
                     function.reap(&mut pool);
-                    let mut keep = pool.slots.len();
-                    let min = function.spec.scale.min as usize;
-                    let mut idle = Vec::new();
-                    let mut i = 0;
-                    while i < pool.slots.len() {
-                        let slot = &pool.slots[i];
-                        if keep > min && slot.replica.is_some() && slot.inflight == 0 && slot.last_used.elapsed() >= self.idle_timeout {
-                            idle.push(pool.slots.remove(i));
-                            keep -= 1;
-                        } else {
-                            i += 1;
-                        }
-                    }
-                    idle
+                    let (min, mut keep) = (function.spec.scale.min as usize, pool.slots.len());
+                    let idle_for = self.idle_timeout;
+                    pool.slots
+                        .extract_if(.., |slot| {
+                            let idle = keep > min && slot.replica.is_some() && slot.inflight == 0 && slot.last_used.elapsed() >= idle_for;
+                            keep -= usize::from(idle);
+                            idle
+                        })
+                        .collect()
                 };
                 if idle.is_empty() {
                     continue;
                 }
-                let why = format!("idle for {:?}", self.idle_timeout);
                 // In the background: a new call can start a fresh replica meanwhile.
-                let function = function.clone();
-                let grace = function.grace();
-                let name = function.spec.name.clone();
+                let functions = self.clone();
                 tokio::spawn(async move {
-                    for replica in idle.into_iter().filter_map(|slot| slot.replica) {
-                        tracing::info!(function = %name, id = %replica.id(), "{why}; stopping replica");
-                        replica.stop(grace).await;
-                    }
-                    function.changed.notify_waiters();
+                    let why = format!("idle for {:?}", functions.idle_timeout);
+                    functions.stop_slots(&function, idle, &why).await;
                 });
             }
         }
