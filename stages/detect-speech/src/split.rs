@@ -14,6 +14,8 @@
 //! which can only move a frame that sits on the threshold; and a signal whose loudest
 //! frame is at or below `amin` (digital silence) has no intervals, where librosa
 //! pins every frame to 0 dB and returns the whole signal as one interval.
+//!
+//! Evidence: `tests/librosa.rs` asserts librosa 0.11.0's intervals on a synthesized signal, sample for sample.
 
 /// librosa's default analysis frame, in samples.
 pub const FRAME_LENGTH: usize = 2048;
