@@ -31,6 +31,8 @@ pub struct FunctionStatus {
     #[serde(default)]
     pub limits: Option<Resources>,
     #[serde(default)]
+    pub requests: Option<Resources>,
+    #[serde(default)]
     pub invocation_count: u64,
     #[serde(default)]
     pub replicas: u64,

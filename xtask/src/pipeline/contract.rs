@@ -94,9 +94,14 @@ pub fn memory(function: &Function) -> String {
     format!("{}Mi", function.memory_mb)
 }
 
-/// The CPU limit as Kubernetes and OpenFaaS write it: whole cores, or millicores.
+/// The CPU request as Kubernetes and OpenFaaS write it: whole cores, or millicores.
 pub fn cpu(function: &Function) -> String {
     cpu_quantity(function.cpu)
+}
+
+/// The CPU limit, when one is declared: a replica without one may use idle cores.
+pub fn cpu_limit(function: &Function) -> Option<String> {
+    function.cpu_limit.map(cpu_quantity)
 }
 
 /// `cores` as a Kubernetes quantity: `1`, or `500m`.

@@ -250,7 +250,13 @@ pub struct Function {
     /// Absolute path of the crate folder.
     pub source: PathBuf,
     pub memory_mb: u64,
+    /// Cores reserved for one replica (Kubernetes' `requests.cpu`): what a
+    /// scheduler counts when it places replicas, and a replica's share of a
+    /// busy machine.
     pub cpu: f64,
+    /// Cores one replica may use at most (`limits.cpu`); `None`: whatever is
+    /// idle, as a pod without a CPU limit.
+    pub cpu_limit: Option<f64>,
     pub timeout: Duration,
     /// Requests one replica handles at once.
     pub max_inflight: usize,

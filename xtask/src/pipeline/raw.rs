@@ -221,6 +221,8 @@ pub struct RawFunction {
     pub source: PathBuf,
     pub memory: Text,
     pub cpu: Text,
+    #[serde(default)]
+    pub cpu_limit: Option<Text>,
     pub timeout: Text,
     pub max_inflight: usize,
     pub scale: RawScale,

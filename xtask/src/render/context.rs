@@ -43,8 +43,10 @@ pub struct FunctionContext {
     pub secrets: Vec<String>,
     /// `contract::memory`, for both limits and requests.
     pub memory: String,
-    /// `contract::cpu`, for both limits and requests.
+    /// `contract::cpu`: the request.
     pub cpu: String,
+    /// `contract::cpu_limit`: the limit, when declared.
+    pub cpu_limit: Option<String>,
     pub port: u16,
     pub health_path: &'static str,
     pub secrets_dir: &'static str,
@@ -166,6 +168,7 @@ pub fn function(
         secrets: function.secrets.clone(),
         memory: contract::memory(function),
         cpu: contract::cpu(function),
+        cpu_limit: contract::cpu_limit(function),
         port: contract::PORT,
         health_path: contract::HEALTH_PATH,
         secrets_dir: contract::SECRETS_DIR,

@@ -381,7 +381,10 @@ fn docker_target(ws: &Workspace, images: &Value) {
             assert_eq!(container.image.as_deref(), platform["image_id"].as_str(), "{function} runs the image the build made");
         }
     }
-    assert_eq!(containers("orchestrator")[0].host_config.as_ref().unwrap().nano_cpus, Some(500_000_000), "cpu: 0.5");
+    // cpu is a share of a busy machine (1024 a core); only cpu_limit caps.
+    let host = |function: &str| containers(function)[0].host_config.clone().unwrap();
+    assert_eq!((host("orchestrator").cpu_shares, host("orchestrator").nano_cpus), (Some(512), Some(1_000_000_000)), "cpu: 0.5, cpu_limit: 1");
+    assert_eq!((host("extract-audio").cpu_shares, host("extract-audio").nano_cpus), (Some(1024), None), "cpu: 1, no limit");
 
     // Scaled to zero: no container; a call starts a new one.
     let before = containers("detect-objects")[0].id.clone();

@@ -182,7 +182,8 @@ fn up_cold_starts_functions_and_down_stops_them() {
     let extract = gateway.function("extract-audio");
     assert_eq!(extract["replicas"], 0, "{extract}");
     assert_eq!(extract["invocationCount"], 0);
-    assert_eq!(extract["limits"], json!({"memory": "256Mi", "cpu": "1"}));
+    assert_eq!(extract["limits"], json!({"memory": "256Mi"}), "no cpu_limit: no cpu limit");
+    assert_eq!(extract["requests"], json!({"memory": "256Mi", "cpu": "1"}));
     assert_eq!(extract["envVars"]["exec_timeout"], "60s");
 
     // A cold call: the process starts, and the function itself rejects the body.

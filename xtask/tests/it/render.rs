@@ -186,6 +186,13 @@ fn rendered_objects_are_valid_kubernetes_objects() {
                     for quantities in [resources.limits.as_ref().unwrap(), resources.requests.as_ref().unwrap()] {
                         assert_eq!(quantities["memory"].0, declared["memory"].as_str().unwrap(), "{path_}");
                     }
+                    // cpu is the request; only a declared cpu_limit caps.
+                    let cores = |q: &k8s_openapi::apimachinery::pkg::api::resource::Quantity| match q.0.strip_suffix('m') {
+                        Some(milli) => milli.parse::<f64>().unwrap() / 1000.0,
+                        None => q.0.parse::<f64>().unwrap(),
+                    };
+                    assert_eq!(Some(cores(&resources.requests.as_ref().unwrap()["cpu"])), declared["cpu"].as_f64(), "{path_}");
+                    assert_eq!(resources.limits.as_ref().unwrap().get("cpu").map(cores), declared["cpu_limit"].as_f64(), "{path_}");
                     let timeout = humantime::parse_duration(declared["timeout"].as_str().unwrap()).unwrap().as_secs();
                     assert!(pod.termination_grace_period_seconds.unwrap() > timeout as i64, "{path_}: grace above the exec timeout");
                     assert!(container.image.as_ref().unwrap().contains("@sha256:"), "{path_}: the image by digest");
@@ -386,8 +393,8 @@ fn a_target_that_is_no_cluster_is_refused() {
         &["render", "--target", "openfaas", "--out", "out"],
         expect![[r#"
             error: target `openfaas` is of kind `openfaas`: render writes manifests for `kubernetes` targets only
-              --> pipeline.yaml:53:11
-            53 |     kind: openfaas
+              --> pipeline.yaml:54:11
+            54 |     kind: openfaas
                |           ^^^^^^^^
             help: render a `kubernetes` target; the pipeline's are `kubernetes`
         "#]],

@@ -477,17 +477,19 @@ fn function_status(deployment: &Deployment, namespace: &str) -> Option<FunctionS
     let spec = deployment.spec.as_ref()?;
     let container = spec.template.spec.as_ref()?.containers.first()?;
     let status = deployment.status.clone().unwrap_or_default();
-    let limits = container.resources.as_ref().and_then(|r| r.limits.as_ref());
+    let resources = |of: Option<&BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>| Resources {
+        memory: of.and_then(|l| l.get("memory")).map(|q| q.0.clone()),
+        cpu: of.and_then(|l| l.get("cpu")).map(|q| q.0.clone()),
+    };
+    let declared = container.resources.as_ref();
     Some(FunctionStatus {
         name: deployment.name_any(),
         image: container.image.clone().unwrap_or_default(),
         namespace: namespace.to_string(),
         labels: deployment.labels().clone(),
         annotations: deployment.annotations().clone(),
-        limits: Some(Resources {
-            memory: limits.and_then(|l| l.get("memory")).map(|q| q.0.clone()),
-            cpu: limits.and_then(|l| l.get("cpu")).map(|q| q.0.clone()),
-        }),
+        limits: Some(resources(declared.and_then(|r| r.limits.as_ref()))),
+        requests: Some(resources(declared.and_then(|r| r.requests.as_ref()))),
         replicas: spec.replicas.unwrap_or(0) as u64,
         available_replicas: status.available_replicas.unwrap_or(0) as u64,
         ..FunctionStatus::default()

@@ -87,7 +87,7 @@ impl<'a> OpenFaasTarget<'a> {
             bind_addr: &self.config.bind_addr,
             detector_model: Path::new(model),
         };
-        let resources = Resources { memory: Some(contract::memory(function)), cpu: Some(contract::cpu(function)) };
+        let memory = Some(contract::memory(function));
         Ok(FunctionDeployment {
             service: function.name.clone(),
             image: image.to_string(),
@@ -95,8 +95,8 @@ impl<'a> OpenFaasTarget<'a> {
             secrets: function.secrets.clone(),
             labels: Some(contract::labels(function)),
             annotations: Some(contract::annotations(function)),
-            limits: Some(resources.clone()),
-            requests: Some(resources),
+            limits: Some(Resources { memory: memory.clone(), cpu: contract::cpu_limit(function) }),
+            requests: Some(Resources { memory, cpu: Some(contract::cpu(function)) }),
             ..FunctionDeployment::default()
         })
     }

@@ -69,7 +69,7 @@ impl Containers {
         client: &reqwest::Client,
         deadline: Duration,
     ) -> Result<Container, StartError> {
-        let Program::Image { reference, memory_mb, cpu, secrets } = &launch.program else {
+        let Program::Image { reference, memory_mb, cpu, cpu_limit, secrets } = &launch.program else {
             return Err(StartError::Spawn(anyhow::anyhow!("`{}` has no image", launch.function)));
         };
         let port = free_port().map_err(StartError::Spawn)?;
@@ -77,7 +77,10 @@ impl Containers {
         env.push(format!("PORT={port}"));
         // 0: none declared (a function deployed through the API without limits).
         let memory = (*memory_mb > 0).then(|| (*memory_mb as i64) * 1024 * 1024);
-        let nano_cpus = (*cpu > 0.0).then(|| (cpu * 1e9).round() as i64);
+        // The request is a share of a busy machine (cgroup weight, 1024 a
+        // core, as the kubelet sets it); only a declared limit caps.
+        let cpu_shares = (*cpu > 0.0).then(|| ((cpu * 1024.0).round() as i64).max(2));
+        let nano_cpus = cpu_limit.map(|cores| (cores * 1e9).round() as i64);
         let body = ContainerCreateBody {
             image: Some(reference.clone()),
             env: Some(env),
@@ -89,6 +92,7 @@ impl Containers {
                 network_mode: Some("host".into()),
                 memory,
                 memory_swap: memory,
+                cpu_shares,
                 nano_cpus,
                 ..HostConfig::default()
             }),

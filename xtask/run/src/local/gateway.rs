@@ -97,10 +97,9 @@ fn status(function: &Function) -> FunctionStatus {
         Program::Binary { .. } => ("local".to_string(), program.describe()),
         Program::Image { reference, .. } => (reference.clone(), String::new()),
     };
-    let limits = Resources {
-        memory: (spec.memory_mb > 0).then(|| format!("{}Mi", spec.memory_mb)),
-        cpu: (spec.cpu > 0.0).then(|| contract::cpu_quantity(spec.cpu)),
-    };
+    let memory = (spec.memory_mb > 0).then(|| format!("{}Mi", spec.memory_mb));
+    let limits = Resources { memory: memory.clone(), cpu: spec.cpu_limit.map(contract::cpu_quantity) };
+    let requests = Resources { memory, cpu: (spec.cpu > 0.0).then(|| contract::cpu_quantity(spec.cpu)) };
     FunctionStatus {
         name: spec.name.clone(),
         image,
@@ -111,6 +110,7 @@ fn status(function: &Function) -> FunctionStatus {
         annotations: spec.annotations.clone(),
         secrets: spec.secrets.clone(),
         limits: Some(limits),
+        requests: Some(requests),
         replicas: replicas.replicas,
         available_replicas: replicas.available,
         invocation_count: function.invocations.load(std::sync::atomic::Ordering::SeqCst),

@@ -26,7 +26,7 @@ pub enum Program {
     Binary { path: PathBuf, dir: PathBuf },
     /// An image run with the function's memory and CPU enforced, its
     /// secrets copied into it at the contract's path.
-    Image { reference: String, memory_mb: u64, cpu: f64, secrets: Vec<(String, String)> },
+    Image { reference: String, memory_mb: u64, cpu: f64, cpu_limit: Option<f64>, secrets: Vec<(String, String)> },
 }
 
 impl Program {

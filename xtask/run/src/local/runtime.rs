@@ -20,7 +20,7 @@ use super::secrets::Secrets;
 use super::state::{RuntimeInfo, StateDir};
 use super::store::Store;
 use crate::pipeline::contract::{self, Placement};
-use crate::openfaas::FunctionDeployment;
+use crate::openfaas::{FunctionDeployment, Resources};
 use crate::pipeline::{self, Pipeline, TargetKind};
 use stage_runtime::StageError;
 
@@ -200,7 +200,13 @@ impl Placer {
                 let reference = images.get(&spec.name).with_context(|| format!("no image for `{}`", spec.name))?;
                 let secrets = secrets.get(&spec.secrets).map_err(|name| anyhow::anyhow!("secret `{name}` is not declared"))?;
                 let program =
-                    Program::Image { reference: reference.clone(), memory_mb: spec.memory_mb, cpu: spec.cpu, secrets };
+                    Program::Image {
+                    reference: reference.clone(),
+                    memory_mb: spec.memory_mb,
+                    cpu: spec.cpu,
+                    cpu_limit: spec.cpu_limit,
+                    secrets,
+                };
                 (program, env)
             }
             (Programs::Images, None) => anyhow::bail!("no images resolved"),
@@ -224,10 +230,13 @@ impl Placer {
             Some(memory) => pipeline::parse_memory(memory).map_err(|e| bad(format!("limits.memory: {e}")))? / (1024 * 1024),
             None => 0,
         };
-        let cpu = match &limits.cpu {
-            Some(cpu) => pipeline::parse_cpu(cpu).map_err(|e| bad(format!("limits.cpu: {e}")))?,
-            None => 0.0,
+        let cpu_of = |resources: &Option<Resources>, field: &str| match resources.as_ref().and_then(|r| r.cpu.as_ref()) {
+            Some(cpu) => pipeline::parse_cpu(cpu).map(Some).map_err(|e| bad(format!("{field}.cpu: {e}"))),
+            None => Ok(None),
         };
+        let cpu_limit = cpu_of(&d.limits, "limits")?;
+        // As Kubernetes: a limit without a request is also the request.
+        let cpu = cpu_of(&d.requests, "requests")?.or(cpu_limit).unwrap_or(0.0);
         let timeout = match d.env_vars.get("exec_timeout") {
             Some(text) => stage_runtime::parse_duration(text).map_err(|e| bad(format!("envVars.exec_timeout: {e:#}")))?,
             None => DEFAULT_EXEC_TIMEOUT,
@@ -244,7 +253,7 @@ impl Placer {
         let values = secrets.get(&d.secrets).map_err(|missing| bad(format!("secret `{missing}` does not exist; create it first (POST /system/secrets)")))?;
         let mut env: Vec<(String, String)> = d.env_vars.clone().into_iter().collect();
         let program = if runs_images {
-            Program::Image { reference: d.image.clone(), memory_mb, cpu, secrets: values }
+            Program::Image { reference: d.image.clone(), memory_mb, cpu, cpu_limit, secrets: values }
         } else {
             let path = d.env_process.as_deref().map(PathBuf::from).filter(|path| path.is_absolute() && path.is_file());
             let Some(path) = path else {
@@ -263,6 +272,7 @@ impl Placer {
             call: self.timeouts.call(timeout),
             memory_mb,
             cpu,
+            cpu_limit,
             scale,
             max_inflight,
             secrets: d.secrets.clone(),

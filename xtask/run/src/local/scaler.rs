@@ -42,7 +42,10 @@ pub struct Spec {
     /// a stopping replica is given.
     pub call: Call,
     pub memory_mb: u64,
+    /// Cores reserved (`requests.cpu`): what placement counts; 0: none declared.
     pub cpu: f64,
+    /// Cores at most (`limits.cpu`).
+    pub cpu_limit: Option<f64>,
     pub scale: pipeline::Scale,
     /// Calls one replica serves at once (its watchdog's `max_inflight`);
     /// 0: no bound, one replica serves every call.
@@ -66,6 +69,7 @@ impl Spec {
             call,
             memory_mb: function.memory_mb,
             cpu: function.cpu,
+            cpu_limit: function.cpu_limit,
             scale: function.scale,
             max_inflight: function.max_inflight,
             secrets: function.secrets.clone(),

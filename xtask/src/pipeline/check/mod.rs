@@ -637,6 +637,22 @@ impl Checker<'_> {
                 cpu_help,
             ));
         }
+        let cpu_limit = match &raw.cpu_limit {
+            None => None,
+            Some(text) => {
+                let limit = parse_cpu(&text.0).map_err(|why| {
+                    self.error(&at("cpu_limit"), format!("function `{name}` cpu_limit `{}` {why}", text.0), cpu_help)
+                })?;
+                if limit < cpu {
+                    return Err(self.error(
+                        &at("cpu_limit"),
+                        format!("function `{name}` cpu_limit {} is below its cpu {}", text.0, raw.cpu.0),
+                        "a replica is given at least `cpu`: raise `cpu_limit` to it, or leave it out for no limit",
+                    ));
+                }
+                Some(limit)
+            }
+        };
 
         let timeout = self.duration(&at("timeout"), &raw.timeout)?;
 
@@ -701,6 +717,7 @@ impl Checker<'_> {
             source,
             memory_mb: bytes_to_mib(memory),
             cpu,
+            cpu_limit,
             timeout,
             max_inflight: raw.max_inflight,
             scale,
