@@ -138,6 +138,7 @@ mod tests {
         let t = nchw_tensor(&picture, Channels::Rgb, 1.0 / 255.0).unwrap();
         let view = t.to_plain_array_view::<f32>().unwrap();
         let values = view.as_slice().unwrap();
+        assert_eq!(values.len(), 3, "one value per channel of the one pixel: {values:?}");
         for (value, expected) in values.iter().zip([1.0, 0.0, 0.2]) {
             assert!((value - expected).abs() < 1e-6, "{values:?}");
         }

@@ -251,6 +251,7 @@ mod tests {
         // 20 bursts of 1 s in 40 s: 20 intervals is never < 40/6, so top_db 49 is used.
         let seg = detect_segments(&bursts(20, 1.0, 1.0), &SpeechParams::default()).unwrap();
         assert_eq!((seg.top_db, seg.intervals.len()), (49, 20));
+        assert!(!seg.clips.is_empty(), "no clips from 20 bursts: {seg:?}");
         assert!(
             seg.clips.iter().all(|c| c.end_s - c.start_s > 6.0),
             "{:?}",

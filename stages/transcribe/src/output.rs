@@ -105,6 +105,7 @@ mod tests {
     #[test]
     fn fillers_and_sentence_marks_are_dropped() {
         let t = parse(FOUR_UTTERANCES).unwrap();
+        assert!(!t.words.is_empty(), "no words parsed from the capture");
         assert!(t.words.iter().all(|w| w.word.chars().all(|c| c.is_ascii_lowercase() || c == '\'')), "{}", t.text);
         // Each hypothesis line equals its utterance's words (hypotheses carry no variants).
         let hypotheses: Vec<&str> = FOUR_UTTERANCES.lines().filter(|l| segment(l).is_none()).collect();
@@ -117,6 +118,7 @@ mod tests {
         let t = parse(FOUR_UTTERANCES).unwrap();
         let presidents = t.words.iter().find(|w| w.word == "president" || w.word == "residents").unwrap();
         assert!(presidents.start_s > 30.0, "{presidents:?}");
+        assert!(t.words.len() > 30, "{} words parsed from the four utterances", t.words.len());
         assert!(t.words.windows(2).all(|w| w[0].start_s < w[1].start_s));
     }
 

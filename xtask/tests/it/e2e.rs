@@ -8,7 +8,14 @@ use std::path::Path;
 use serde_json::{json, Value};
 use stage_runtime::{Artifact, Artifacts, Invocation};
 
+use crate::spoken::Overlap;
 use crate::support::{self, Runtime};
+
+/// The least share of the content words spoken in a clip of the test video
+/// that its transcript must have, in order. Measured on the four clips
+/// (PocketSphinx on each, cut at the segments' bounds): 10/15, 15/17, 11/16
+/// and 14/14; half of the lowest.
+const MIN_CLIP_OVERLAP: f64 = 0.33;
 
 /// The repository's pipeline with the test folder's `.cache` shared with the repository's.
 fn runtime() -> Runtime {
@@ -39,6 +46,7 @@ fn stream<'a>(probe: &'a Value, kind: &str) -> Option<&'a Value> {
 #[test]
 fn verify_passes_and_every_stage_does_its_work_on_real_media() {
     let _heavy = support::heavy();
+    let media = support::media();
     let rt = runtime();
     let out = rt.xtask(&["verify"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -91,6 +99,11 @@ fn verify_passes_and_every_stage_does_its_work_on_real_media() {
         assert_eq!((&hit["start_s"], hit["frames"].as_array().map(Vec::is_empty)), (&segment["start_s"], Some(false)), "{hit:#}");
     }
 
+    let sentences = media["sentences"].as_array().unwrap();
+    let spans = media["speech_spans"].as_array().unwrap();
+    assert_eq!(sentences.len(), spans.len(), "{media:#}");
+    let mut sentences_in_clips = 0;
+    let mut faces = 0;
     for (scope, items) in state["items"].as_object().unwrap() {
         // compress-clip: H.264 without sound, and 16 kHz mono WAV.
         let video = support::probe(&download(&rt, items["compressed"].as_str().unwrap(), work.path(), "video.mp4"));
@@ -99,8 +112,19 @@ fn verify_passes_and_every_stage_does_its_work_on_real_media() {
         let wav = support::probe(&download(&rt, items["audio_16k"].as_str().unwrap(), work.path(), "audio16.wav"));
         let a = stream(&wav, "audio").unwrap();
         assert_eq!((a["sample_rate"].as_str(), a["channels"].as_u64()), (Some("16000"), Some(1)), "{scope}");
-        // transcribe: words with times inside the clip.
+        // transcribe: most content words of the sentences spoken in the clip
+        // (their middle inside its segment), and words with times inside the clip.
         let transcript = rt.get_json(items["transcript"].as_str().unwrap());
+        let index = clips.iter().position(|clip| *clip == items["clip"]).unwrap_or_else(|| panic!("{scope}: clip {} is not one of {clips:?}", items["clip"]));
+        let (from, to) = (segments[index]["start_s"].as_f64().unwrap(), segments[index]["end_s"].as_f64().unwrap());
+        let said: Vec<&str> = (0..sentences.len())
+            .filter(|&i| (from..to).contains(&((spans[i][0].as_f64().unwrap() + spans[i][1].as_f64().unwrap()) / 2.0)))
+            .map(|i| sentences[i].as_str().unwrap())
+            .collect();
+        sentences_in_clips += said.len();
+        let overlap = Overlap::of(&said.join(" "), transcript["text"].as_str().unwrap());
+        eprintln!("{scope} ({from}..{to} s): {overlap}");
+        overlap.assert_at_least(MIN_CLIP_OVERLAP, &format!("{scope} ({from}..{to} s)"));
         let words = transcript["words"].as_array().unwrap();
         assert!(!words.is_empty(), "{scope}: {transcript}");
         let clip_s: f64 = video["format"]["duration"].as_str().unwrap().parse().unwrap();
@@ -113,15 +137,22 @@ fn verify_passes_and_every_stage_does_its_work_on_real_media() {
         assert!(frames.len().abs_diff(expected) <= 1, "{scope}: {} frames for {clip_s}s", frames.len());
         // detect-objects: one entry per frame, boxes inside the frame.
         let detections = rt.get_json(items["detections"].as_str().unwrap());
+        assert!(!frames.is_empty(), "{scope}: no frames sampled");
         assert_eq!(detections["frames"].as_array().unwrap().len(), frames.len(), "{scope}");
         for frame in detections["frames"].as_array().unwrap() {
             let (w, h) = (frame["width"].as_f64().unwrap(), frame["height"].as_f64().unwrap());
             for d in frame["detections"].as_array().unwrap() {
+                faces += 1;
                 assert_eq!(d["label"], "face");
                 assert!(d["x1"].as_f64().unwrap() >= 0.0 && d["x2"].as_f64().unwrap() <= w, "{d}");
                 assert!(d["y1"].as_f64().unwrap() >= 0.0 && d["y2"].as_f64().unwrap() <= h, "{d}");
             }
         }
+    }
+    assert_eq!(sentences_in_clips, sentences.len(), "every sentence of the test video falls in one clip: {segments:?}");
+    // The box checks above hold for no boxes: the face the video shows must be found.
+    if !media["face_spans"].as_array().unwrap().is_empty() {
+        assert!(faces > 0, "the test video shows a face ({}) but no frame has a detection", media["face_spans"]);
     }
 }
 
@@ -252,7 +283,9 @@ fn twenty_concurrent_requests_account_for_every_artifact() {
         assert_eq!(state["status"], "succeeded", "{id}");
         assert!(!state["items"].as_object().unwrap().is_empty(), "{id}: no clips");
         // One attempt per step: no checksum, temp-file or tool failure was retried away.
-        for step in state["steps"].as_array().unwrap().iter().filter(|step| step["status"] != "skipped") {
+        let ran: Vec<&Value> = state["steps"].as_array().unwrap().iter().filter(|step| step["status"] != "skipped").collect();
+        assert!(!ran.is_empty(), "{id}: no step ran: {state:#}");
+        for step in ran {
             let attempts = step["attempts"].as_array().unwrap();
             assert_eq!(attempts.len(), 1, "{id}: {step}");
         }
@@ -276,11 +309,14 @@ fn twenty_concurrent_requests_account_for_every_artifact() {
     }
     for function in ["extract-audio", "detect-speech", "cut-clips", "clip-audio", "compress-clip", "transcribe", "sample-frames", "detect-objects"] {
         let log = rt.log(function);
+        let mut invocations = 0;
         for line in log.lines().filter(|l| l.starts_with('{')) {
             let line: Value = serde_json::from_str(line).unwrap_or(json!({}));
             if line.get("status").is_some() {
                 assert_eq!(line["status"], 200, "{function}: {line}");
+                invocations += 1;
             }
         }
+        assert!(invocations >= ids.len(), "{function} logged {invocations} invocations for {} requests:\n{log}", ids.len());
     }
 }

@@ -125,8 +125,9 @@ fn request_with(rt: &Runtime, id: &str, inputs: &[&str]) -> (u16, Value) {
 
 /// The invocation lines `function` logged for request `id`, in order.
 fn invocations(rt: &Runtime, function: &str, id: &str) -> Vec<Value> {
-    rt.log(function)
-        .lines()
+    // A function that never started logged no invocation.
+    let Some(log) = rt.log_if_started(function) else { return Vec::new() };
+    log.lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter(|line| line["request_id"] == id && line["function"] == function)
         .collect()

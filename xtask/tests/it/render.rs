@@ -155,6 +155,7 @@ fn rendered_objects_are_valid_kubernetes_objects() {
                 if name == "minio" {
                     assert_eq!(deployment.metadata.namespace.as_deref(), Some("openfaas"), "{path_}");
                     let env = container.env.as_ref().unwrap();
+                    assert!(!env.is_empty(), "{path_}: minio has no env (its credentials expected)");
                     assert!(env.iter().all(|var| var.value.is_none() && var.value_from.is_some()), "{path_}: credentials by secretKeyRef");
                 } else {
                     assert_eq!(deployment.metadata.namespace.as_deref(), Some("openfaas-fn"), "{path_}");

@@ -119,9 +119,21 @@ impl Runtime {
         xtask_in(self.dir.path(), args)
     }
 
-    /// The log of one function (its JSON lines and its stderr).
+    /// The log of one function (its JSON lines and its stderr). Panics when
+    /// there is none, so that a check over its lines cannot pass on nothing.
     pub fn log(&self, function: &str) -> String {
-        std::fs::read_to_string(self.dir.path().join("state/logs").join(format!("{function}.log"))).unwrap_or_default()
+        let path = self.log_path(function);
+        self.log_if_started(function).unwrap_or_else(|| panic!("no log of `{function}` at {}: it never started", path.display()))
+    }
+
+    /// The log of one function, or `None` when none of its replicas ever
+    /// started (a replica starts on its function's first call).
+    pub fn log_if_started(&self, function: &str) -> Option<String> {
+        std::fs::read_to_string(self.log_path(function)).ok()
+    }
+
+    fn log_path(&self, function: &str) -> PathBuf {
+        self.dir.path().join("state/logs").join(format!("{function}.log"))
     }
 
     pub fn upload(&self, file: &Path, key: &str) -> String {
