@@ -112,6 +112,30 @@ pub fn compare(runs: &[Run], out: &Path) -> anyhow::Result<String> {
             );
         }
     }
+    // The same regime on the same target more than once: is each median
+    // inside the other run's interval?
+    for (i, a) in runs.iter().enumerate() {
+        for b in runs[i + 1..].iter().filter(|b| b.summary.regime == a.summary.regime && b.summary.target == a.summary.target) {
+            let (a, b) = (&a.summary, &b.summary);
+            let verdict = match medians_inside_each_other((a.latency_ms.p50, a.median_ci_ms), (b.latency_ms.p50, b.median_ci_ms)) {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "n/a: fewer than 6 requests in a run",
+            };
+            let _ = writeln!(
+                md,
+                "Repeatability of `{}` on `{}`: medians {:.2} s ({:.2}..{:.2}) and {:.2} s ({:.2}..{:.2}); each inside the other's 95 % CI: {verdict}",
+                a.regime,
+                a.target,
+                a.latency_ms.p50 / 1000.0,
+                a.median_ci_ms[0] / 1000.0,
+                a.median_ci_ms[1] / 1000.0,
+                b.latency_ms.p50 / 1000.0,
+                b.median_ci_ms[0] / 1000.0,
+                b.median_ci_ms[1] / 1000.0,
+            );
+        }
+    }
     let series: Vec<(&str, &[RequestRecord])> = runs.iter().map(|r| (r.summary.regime.as_str(), r.requests.as_slice())).collect();
     let path = out.join("latency-cdf.svg");
     std::fs::write(&path, plots::latency_cdf(&series)?).with_context(|| format!("write {}", path.display()))?;
@@ -119,6 +143,12 @@ pub fn compare(runs: &[Run], out: &Path) -> anyhow::Result<String> {
     let path = out.join("report.md");
     std::fs::write(&path, &md).with_context(|| format!("write {}", path.display()))?;
     Ok(md)
+}
+
+/// Whether each of two medians lies inside the other's interval (`None`
+/// when an interval is undefined: too few requests).
+fn medians_inside_each_other((a, [a_lo, a_hi]): (f64, [f64; 2]), (b, [b_lo, b_hi]): (f64, [f64; 2])) -> Option<bool> {
+    [a_lo, a_hi, b_lo, b_hi].iter().all(|v| v.is_finite()).then(|| (b_lo..=b_hi).contains(&a) && (a_lo..=a_hi).contains(&b))
 }
 
 /// One row per run: regime, pattern, latency percentiles with the
@@ -146,4 +176,18 @@ fn table(runs: &[Run]) -> String {
         );
     }
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::medians_inside_each_other;
+
+    #[test]
+    fn medians_are_repeatable_only_when_each_lies_in_the_others_interval() {
+        assert_eq!(medians_inside_each_other((10.0, [9.0, 12.0]), (11.0, [9.5, 11.5])), Some(true));
+        // The figures of two warm-steady runs: 17.66 lies above 15.06..17.23.
+        assert_eq!(medians_inside_each_other((17.66, [15.59, 23.69]), (15.52, [15.06, 17.23])), Some(false));
+        assert_eq!(medians_inside_each_other((15.52, [15.06, 17.23]), (17.66, [15.59, 23.69])), Some(false), "symmetric");
+        assert_eq!(medians_inside_each_other((1.0, [f64::NAN, f64::NAN]), (1.0, [0.5, 1.5])), None);
+    }
 }
