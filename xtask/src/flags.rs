@@ -239,6 +239,9 @@ pub enum BenchWhat {
     /// Measure the experiment's load generator alone: how late its starts
     /// are at a steady rate (goal: p99 below 1 ms at 200 req/s)
     Schedule(BenchSchedule),
+    /// Measure the embedded object store: concurrent uploads while others
+    /// list the bucket, each upload's latency and the throughput
+    Store(BenchStore),
     /// Measure what the dataflow DAG and the query buy on the test video:
     /// critical path against latency, CPU with a query matching one clip
     /// against none (goal <= 0.7), latency against the per-clip chain
@@ -253,6 +256,22 @@ pub struct BenchSearch {
     /// The query; the default is said in one clip of the test video
     #[arg(long, default_value = "glass of water")]
     pub query: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchStore {
+    /// Uploads at once
+    #[arg(long, default_value_t = 32)]
+    pub uploads: usize,
+    /// Size of each upload, MiB
+    #[arg(long, default_value_t = 4)]
+    pub mib: usize,
+    /// Objects in the bucket before the uploads begin
+    #[arg(long, default_value_t = 2000)]
+    pub objects: usize,
+    /// Clients listing the bucket in a loop meanwhile
+    #[arg(long, default_value_t = 2)]
+    pub listers: usize,
 }
 
 #[derive(Debug, Args)]

@@ -86,6 +86,10 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             bench::search(&pipeline, global, bench)?;
             Ok(ExitCode::SUCCESS)
         }
+        flags::Command::Bench(flags::Bench { what: Some(flags::BenchWhat::Store(bench)), .. }) => {
+            bench::store::run(bench)?;
+            Ok(ExitCode::SUCCESS)
+        }
         flags::Command::Bench(flags::Bench { what: Some(flags::BenchWhat::Schedule(bench)), .. }) => {
             experiment::bench_schedule(bench.rate, bench.seconds)?;
             Ok(ExitCode::SUCCESS)

@@ -63,7 +63,8 @@ impl Store {
         let bucket = req.input.bucket;
         self.layout.require_bucket(&bucket).await?;
         let (data, meta) = (self.layout.bucket_dir(&bucket), self.layout.bucket_meta_dir(&bucket));
-        let _guard = self.lock.write().await;
+        // No commit may land in a bucket being removed.
+        let _guards = self.locks.all().await;
         tokio::task::spawn_blocking(move || {
             if !walk_keys(&data, "").map_err(|e| internal(e, "list bucket"))?.is_empty() {
                 return Err(s3_error!(BucketNotEmpty, "bucket `{bucket}` is not empty"));
@@ -121,9 +122,17 @@ impl Store {
     /// Size, ETag and date of each listed key; keys deleted meanwhile are left out.
     async fn describe(&self, bucket: &str, keys: Vec<String>) -> S3Result<Vec<Object>> {
         let paths = keys.iter().map(|k| self.layout.object(bucket, k)).collect::<S3Result<Vec<_>>>()?;
-        let _guard = self.lock.read().await;
+        let (locks, bucket_name, names) = (self.locks.clone(), bucket.to_owned(), keys.clone());
+        // Each key's snapshot under its own lock: a listing holds up no writer of other keys.
         let metas = tokio::task::spawn_blocking(move || {
-            paths.iter().map(|p| open_snapshot(p).map(|o| o.map(|(_, meta)| meta))).collect::<io::Result<Vec<Option<Meta>>>>()
+            paths
+                .iter()
+                .zip(&names)
+                .map(|(p, key)| {
+                    let _guard = locks.of(&bucket_name, key).blocking_read();
+                    open_snapshot(p).map(|o| o.map(|(_, meta)| meta))
+                })
+                .collect::<io::Result<Vec<Option<Meta>>>>()
         })
         .await
         .map_err(|e| internal(e, "list objects"))?

@@ -25,7 +25,7 @@ use anyhow::{bail, Context as _};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use s3s::auth::SimpleAuth;
 use s3s::service::{S3Service, S3ServiceBuilder};
-use tokio::sync::{watch, RwLock};
+use tokio::sync::{watch, RwLock, RwLockWriteGuard};
 use tokio::task::{JoinHandle, JoinSet};
 
 use self::layout::Layout;
@@ -33,13 +33,50 @@ use self::layout::Layout;
 /// How long `shutdown` lets open requests finish before cutting them off.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A staging file or multipart upload untouched this long is a leftover
+/// (its writer died or gave up): MinIO's default stale-upload expiry.
+const STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+/// How often a serving store looks for leftovers, as MinIO's cleanup interval.
+const SWEEP_EVERY: Duration = Duration::from_secs(6 * 3600);
+
 /// The S3 backend over one root directory. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
     layout: Arc<Layout>,
-    /// Writers hold it to rename data and sidecar into place together; readers
-    /// to open the data file and read its sidecar as one snapshot.
-    lock: Arc<RwLock<()>>,
+    /// A writer holds its key's lock to rename data and sidecar into place
+    /// together; a reader to open the data file and read its sidecar as one
+    /// snapshot.
+    locks: Arc<Locks>,
+}
+
+/// Stripes of locks, by object key (or multipart upload): writers of
+/// different keys rarely wait on each other, while a writer and anyone else
+/// on the same key always do. Steps over a whole bucket take every stripe.
+struct Locks([RwLock<()>; Locks::STRIPES]);
+
+impl Locks {
+    const STRIPES: usize = 64;
+
+    fn new() -> Locks {
+        Locks(std::array::from_fn(|_| RwLock::new(())))
+    }
+
+    /// The lock of `name` in `space` (a bucket, or uploads).
+    fn of(&self, space: &str, name: &str) -> &RwLock<()> {
+        use std::hash::{Hash as _, Hasher as _};
+        let mut hasher = std::hash::DefaultHasher::new();
+        (space, name).hash(&mut hasher);
+        &self.0[(hasher.finish() % Self::STRIPES as u64) as usize]
+    }
+
+    /// Every stripe, in one order (so two callers cannot deadlock).
+    async fn all(&self) -> Vec<RwLockWriteGuard<'_, ()>> {
+        let mut guards = Vec::with_capacity(Self::STRIPES);
+        for lock in &self.0 {
+            guards.push(lock.write().await);
+        }
+        guards
+    }
 }
 
 impl Store {
@@ -51,14 +88,42 @@ impl Store {
         for dir in [&layout.buckets, &layout.meta, &layout.staging, &layout.uploads] {
             std::fs::create_dir_all(dir).with_context(|| format!("create object store directory {}", dir.display()))?;
         }
-        for dir in [&layout.staging, &layout.uploads] {
+        let store = Store { layout: Arc::new(layout), locks: Arc::new(Locks::new()) };
+        store.sweep(Duration::ZERO).context("remove what a previous run left")?;
+        Ok(store)
+    }
+
+    /// Remove the entries of `staging/` (temp files of uploads in flight)
+    /// and `uploads/` (multipart uploads) not modified for `older_than`:
+    /// every one at open, where no writer can be left; then, while serving,
+    /// those older than [`STALE_AFTER`]. A staging file's time moves as its
+    /// body is written, an upload folder's as each part lands. Returns how
+    /// many it removed.
+    fn sweep(&self, older_than: Duration) -> anyhow::Result<usize> {
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        for dir in [&self.layout.staging, &self.layout.uploads] {
             for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
-                let path = entry?.path();
-                let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
-                removed.with_context(|| format!("remove what a previous run left: {}", path.display()))?;
+                let entry = entry?;
+                let path = entry.path();
+                let modified = match entry.metadata().and_then(|m| m.modified()) {
+                    Ok(modified) => modified,
+                    // Gone meanwhile: committed, or aborted.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e).with_context(|| format!("stat {}", path.display())),
+                };
+                if now.duration_since(modified).unwrap_or_default() < older_than {
+                    continue;
+                }
+                let gone = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+                match gone {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e).with_context(|| format!("remove {}", path.display())),
+                }
             }
         }
-        Ok(Store { layout: Arc::new(layout), lock: Arc::new(RwLock::new(())) })
+        Ok(removed)
     }
 
     /// Create `bucket` unless it exists.
@@ -94,9 +159,31 @@ impl Store {
         let mut service = S3ServiceBuilder::new(self.clone());
         service.set_auth(SimpleAuth::from_single(access_key, secret_key));
         let (stop, stopped) = watch::channel(false);
-        let task = runtime.spawn(serve(listener, service.build(), stopped));
+        let task = runtime.spawn(serve(listener, service.build(), stopped.clone()));
+        runtime.spawn(self.clone().sweep_periodically(stopped));
         tracing::info!(%addr, "object store listening");
         Ok(RunningStore { addr, store: self, stop, task: Some(task) })
+    }
+}
+
+impl Store {
+    /// Every [`SWEEP_EVERY`], remove leftovers older than [`STALE_AFTER`], until told to stop.
+    async fn sweep_periodically(self, mut stop: watch::Receiver<bool>) {
+        let mut every = tokio::time::interval_at(tokio::time::Instant::now() + SWEEP_EVERY, SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    let store = self.clone();
+                    match tokio::task::spawn_blocking(move || store.sweep(STALE_AFTER)).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(removed)) => tracing::info!(removed, "object store: removed stale staging files and uploads"),
+                        Ok(Err(e)) => tracing::warn!("object store: sweeping stale uploads failed: {e:#}"),
+                        Err(e) => tracing::warn!(%e, "object store: the sweep task failed"),
+                    }
+                }
+                () = stopped(&mut stop) => return,
+            }
+        }
     }
 }
 

@@ -133,7 +133,7 @@ impl Store {
             .await?;
         let (data_path, json_path) = part_paths(&dir, input.part_number);
         let data = staged.temp;
-        let _guard = self.lock.write().await;
+        let _guard = self.upload_lock(&dir).write().await;
         blocking(move || {
             if !dir.join("upload.json").is_file() {
                 return Err(s3_error!(NoSuchUpload, "the upload was completed or aborted meanwhile"));
@@ -155,9 +155,15 @@ impl Store {
         }))
     }
 
-    /// Rename the upload directory `from` to `to` under the write lock.
+    /// The lock of the upload in `dir` (`uploads/<id>`, or it renamed `<id>.<state>`).
+    fn upload_lock(&self, dir: &Path) -> &tokio::sync::RwLock<()> {
+        let id = dir.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        self.locks.of("uploads/", id)
+    }
+
+    /// Rename the upload directory `from` to `to` under the upload's lock.
     async fn move_upload(&self, from: &Path, to: &Path) -> S3Result<()> {
-        let _guard = self.lock.write().await;
+        let _guard = self.upload_lock(from).write().await;
         match tokio::fs::rename(from, to).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(s3_error!(NoSuchUpload)),

@@ -2,8 +2,8 @@
 //! makes a verified staging file visible.
 //!
 //! Consistency: the data file and its sidecar are renamed into place together
-//! under the store's write lock; readers open the data file and read the
-//! sidecar under the read lock, then stream from the open descriptor. A reader
+//! under the key's write lock; readers open the data file and read the
+//! sidecar under its read lock, then stream from the open descriptor. A reader
 //! therefore sees the old object or the new one, never a mix or a partial file.
 
 use std::io::{self, Read as _, Seek as _, Write as _};
@@ -110,7 +110,7 @@ impl Store {
         let (sidecar, mut meta) = sidecar.await?;
 
         let bucket_dir = self.layout.bucket_dir(bucket);
-        let _guard = self.lock.write().await;
+        let _guard = self.locks.of(bucket, key).write().await;
         let (bucket, key) = (bucket.to_owned(), key.to_owned());
         Self::blocking(move || {
             // Checked under the lock: a bucket deleted meanwhile must not be recreated.
@@ -134,7 +134,7 @@ impl Store {
     async fn open_object(&self, bucket: &str, key: &str) -> S3Result<(std::fs::File, Meta)> {
         let paths = self.layout.object(bucket, key)?;
         let found = {
-            let _guard = self.lock.read().await;
+            let _guard = self.locks.of(bucket, key).read().await;
             Self::blocking(move || open_snapshot(&paths).map_err(|e| internal(e, "open object"))).await?
         };
         match found {
@@ -262,7 +262,7 @@ impl Store {
     pub(super) async fn remove(&self, bucket: &str, key: &str) -> S3Result<()> {
         let paths = self.layout.object(bucket, key)?;
         let (data_root, meta_root) = (self.layout.bucket_dir(bucket), self.layout.bucket_meta_dir(bucket));
-        let _guard = self.lock.write().await;
+        let _guard = self.locks.of(bucket, key).write().await;
         Self::blocking(move || {
             for (path, root) in [(&paths.data, &data_root), (&paths.meta, &meta_root)] {
                 match std::fs::remove_file(path) {

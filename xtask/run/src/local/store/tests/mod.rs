@@ -201,6 +201,34 @@ async fn reopening_sweeps_what_a_dead_run_left() {
 }
 
 #[tokio::test]
+async fn a_sweep_while_serving_removes_only_stale_leftovers() {
+    let fx = Fixture::start();
+    let s3 = fx.client();
+    let mut stale = s3.put_multipart(&ObjectPath::from("videos/abandoned.mp4")).await.unwrap();
+    stale.put_part(PutPayload::from(pattern(5, 1 << 20))).await.unwrap();
+    let uploads = fx.root.path().join("uploads");
+    let stale_dir = std::fs::read_dir(&uploads).unwrap().next().unwrap().unwrap().path();
+    let mut fresh = s3.put_multipart(&ObjectPath::from("videos/in-flight.mp4")).await.unwrap();
+    fresh.put_part(PutPayload::from(pattern(6, 5 << 20))).await.unwrap();
+    let staging = fx.root.path().join("staging");
+    std::fs::write(staging.join("body-stale"), b"x").unwrap();
+    std::fs::write(staging.join("body-fresh"), b"x").unwrap();
+    let two_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(2 * 24 * 3600);
+    for path in [&stale_dir, &staging.join("body-stale")] {
+        std::fs::File::open(path).unwrap().set_modified(two_days_ago).unwrap();
+    }
+
+    // The serving store's own sweep, as its periodic task runs it.
+    assert_eq!(fx.server.store.sweep(super::STALE_AFTER).unwrap(), 2, "the abandoned upload and the old staging file");
+    assert!(!stale_dir.exists());
+    assert_eq!(std::fs::read_dir(&uploads).unwrap().count(), 1, "the upload in flight stays");
+    assert!(staging.join("body-fresh").exists() && !staging.join("body-stale").exists());
+    fresh.put_part(PutPayload::from(pattern(7, 1 << 20))).await.unwrap();
+    fresh.complete().await.expect("the upload in flight completes after the sweep");
+    assert_eq!(s3.get(&ObjectPath::from("videos/in-flight.mp4")).await.unwrap().bytes().await.unwrap().len(), 6 << 20);
+}
+
+#[tokio::test]
 async fn concurrent_puts_to_same_and_different_keys_never_mix() {
     let fx = Fixture::start();
     let s3 = Arc::new(fx.client());
