@@ -11,9 +11,10 @@ pub fn command(video: &Path, sample_rate: u32, audio: &Path) -> Command {
     cmd
 }
 
-/// The ffprobe run that prints the type of each of `media`'s streams, one per line.
+/// The ffprobe run that prints the type of each of `media`'s streams, one
+/// per line, then its container's duration in seconds (`N/A` if unknown).
 pub fn probe_command(media: &Path) -> Command {
     let mut cmd = Command::new("ffprobe");
-    cmd.args(["-v", "error", "-show_entries", "stream=codec_type", "-of", "csv=p=0"]).arg(media);
+    cmd.args(["-v", "error", "-show_entries", "stream=codec_type:format=duration", "-of", "csv=p=0"]).arg(media);
     cmd
 }

@@ -3,7 +3,10 @@
 //! classifies inputs that are not a video with sound: empty, corrupt, no audio
 //! track (`no_audio`: the request ends with no speech), no video track.
 //! A corrupt file that still probes as a video with sound fails in ffmpeg
-//! itself, also as `bad_media`.
+//! itself, also as `bad_media`. Inputs beyond the pipeline's declared limits
+//! (`parameters.input`) are refused before any work: a larger object from
+//! the store's metadata, before it is downloaded (`input_too_large`); a
+//! longer video from its header (`input_too_long`).
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,24 +15,53 @@ use stage_runtime::{Artifact, Artifacts, Context, ErrorKind, Handler, Invocation
 
 struct ExtractAudio {
     sample_rate: u32,
+    max_bytes: u64,
+    max_seconds: f64,
 }
 
 fn main() -> ExitCode {
-    stage_runtime::serve(|_| Ok(ExtractAudio { sample_rate: stage_runtime::param("VS_SPEECH_SAMPLE_RATE", 22_050)? }))
+    stage_runtime::serve(|_| {
+        Ok(ExtractAudio {
+            sample_rate: stage_runtime::param("VS_SPEECH_SAMPLE_RATE", 22_050)?,
+            max_bytes: stage_runtime::param("VS_INPUT_MAX_BYTES", 1 << 30)?,
+            max_seconds: stage_runtime::param("VS_INPUT_MAX_SECONDS", 7200.0)?,
+        })
+    })
 }
 
 impl Handler for ExtractAudio {
     fn handle(&self, cx: &Context, inv: &Invocation) -> Result<Artifacts, StageError> {
+        let size = cx.runtime().block_on(cx.store().size(stage_runtime::one(inv, "video")?))?;
+        if size > self.max_bytes {
+            return Err(StageError::unprocessable(
+                "input_too_large",
+                format!(
+                    "the input video is {} MiB, above the pipeline's limit of {} MiB (`parameters.input.max_size`); it was not downloaded",
+                    size >> 20,
+                    self.max_bytes >> 20
+                ),
+            ));
+        }
         let video = cx.fetch(inv, "video", "input")?;
-        probe(cx, &video)?;
+        let seconds = probe(cx, &video)?;
+        if seconds > self.max_seconds {
+            return Err(StageError::unprocessable(
+                "input_too_long",
+                format!(
+                    "the input video lasts {seconds:.0} s, above the pipeline's limit of {:.0} s (`parameters.input.max_duration`)",
+                    self.max_seconds
+                ),
+            ));
+        }
         let audio = cx.work_dir().join("audio.wav");
         cx.run(&mut extract_audio::command(&video, self.sample_rate, &audio), ErrorKind::Unprocessable)?;
         Ok(Artifacts::from([("audio".to_string(), Artifact::One(cx.put(&audio, "audio.wav")?))]))
     }
 }
 
-/// Refuse what is not a video with an audio track, naming what is wrong.
-fn probe(cx: &Context, media: &Path) -> Result<(), StageError> {
+/// Refuse what is not a video with an audio track, naming what is wrong;
+/// its duration in seconds (0 when its container does not say).
+fn probe(cx: &Context, media: &Path) -> Result<f64, StageError> {
     if std::fs::metadata(media).map(|m| m.len()).unwrap_or(0) == 0 {
         return Err(StageError::unprocessable("empty_input", "the input video is empty (0 bytes)"));
     }
@@ -38,6 +70,7 @@ fn probe(cx: &Context, media: &Path) -> Result<(), StageError> {
     })?;
     let streams = String::from_utf8_lossy(&out.stdout);
     let has = |kind: &str| streams.lines().any(|l| l.trim() == kind);
+    let seconds = streams.lines().find_map(|l| l.trim().parse::<f64>().ok()).unwrap_or(0.0);
     if !has("video") && !has("audio") {
         return Err(StageError::unprocessable("bad_media", "the input has neither video nor audio streams"));
     }
@@ -54,5 +87,5 @@ fn probe(cx: &Context, media: &Path) -> Result<(), StageError> {
         })?;
         return Err(StageError::unprocessable("no_audio", "the video has no audio track, so it has no speech"));
     }
-    Ok(())
+    Ok(seconds)
 }

@@ -181,10 +181,50 @@ impl TargetKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Parameters {
+    #[serde(default)]
+    pub input: InputParameters,
     pub speech: SpeechParameters,
     pub compress: CompressParameters,
     pub frames: FramesParameters,
     pub detector: DetectorParameters,
+}
+
+/// What the pipeline takes: a larger or longer video is refused before any
+/// work is done on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputParameters {
+    /// Largest input object, in bytes (`1Gi`): checked from the store's
+    /// metadata before the video is downloaded.
+    #[serde(deserialize_with = "memory")]
+    pub max_size: u64,
+    /// Longest input (`2h`), by its container's duration.
+    #[serde(deserialize_with = "duration")]
+    pub max_duration: Duration,
+}
+
+impl Default for InputParameters {
+    fn default() -> Self {
+        InputParameters { max_size: 1 << 30, max_duration: Duration::from_secs(2 * 3600) }
+    }
+}
+
+fn memory<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match super::units::parse_memory(&text) {
+        Ok(0) => Err(serde::de::Error::custom(format!("`{text}` is 0: no input would fit"))),
+        Ok(bytes) => Ok(bytes),
+        Err(why) => Err(serde::de::Error::custom(format!("`{text}` {why}; write bytes with a unit, like `1Gi` or `500Mi`"))),
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    match super::units::parse_duration(&text) {
+        Ok(d) if d.is_zero() => Err(serde::de::Error::custom(format!("`{text}` is 0: no input would fit"))),
+        Ok(d) => Ok(d),
+        Err(why) => Err(serde::de::Error::custom(format!("`{text}` {why}; write a duration, like `2h` or `90m`"))),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -648,6 +688,8 @@ impl Pipeline {
     pub fn parameter_env(&self, model: &Path) -> Vec<(String, String)> {
         let p = &self.parameters;
         [
+            ("VS_INPUT_MAX_BYTES", p.input.max_size.to_string()),
+            ("VS_INPUT_MAX_SECONDS", p.input.max_duration.as_secs_f64().to_string()),
             ("VS_SPEECH_SAMPLE_RATE", p.speech.sample_rate.to_string()),
             ("VS_SPEECH_TOP_DB_MIN", p.speech.top_db.min.to_string()),
             ("VS_SPEECH_TOP_DB_MAX", p.speech.top_db.max.to_string()),
@@ -733,6 +775,8 @@ mod tests {
         assert_eq!(
             names,
             [
+                "VS_INPUT_MAX_BYTES",
+                "VS_INPUT_MAX_SECONDS",
                 "VS_SPEECH_SAMPLE_RATE",
                 "VS_SPEECH_TOP_DB_MIN",
                 "VS_SPEECH_TOP_DB_MAX",
@@ -756,6 +800,8 @@ mod tests {
             .join(".cache/models/centerface.onnx");
         assert_eq!(value("VS_DETECTOR_MODEL"), model.display().to_string());
         assert_eq!(value("VS_SPEECH_TOP_DB_MIN"), "24");
+        assert_eq!(value("VS_INPUT_MAX_BYTES"), (1u64 << 30).to_string());
+        assert_eq!(value("VS_INPUT_MAX_SECONDS"), "7200");
         assert_eq!(value("VS_DETECTOR_SCORE_THRESHOLD"), "0.5");
         assert_eq!(value("VS_COMPRESS_AUDIO_SAMPLE_RATE"), "16000");
     }

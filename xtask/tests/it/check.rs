@@ -145,10 +145,10 @@ fn missing_file_is_an_error_with_its_cause() {
 fn bad_yaml_points_at_unclosed_list() {
     Fixture::good().replace("produces: [clips] }", "produces: [clips }").fails(expect![[r#"
         error: invalid YAML: did not find expected ',' or ']'
-           --> pipeline.yaml:259:73
-        259 |     - { function: cut-clips, needs: [video, segments], produces: [clips }
+           --> pipeline.yaml:265:73
+        265 |     - { function: cut-clips, needs: [video, segments], produces: [clips }
             |                                                                         ^
-        help: while parsing a flow sequence that starts at 259:66: check its indentation and that its brackets and quotes are closed
+        help: while parsing a flow sequence that starts at 265:66: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -156,10 +156,10 @@ fn bad_yaml_points_at_unclosed_list() {
 fn tab_indentation_is_bad_yaml() {
     Fixture::good().replace_after("source: stages/orchestrator", "    cpu: 0.5\n", "\tcpu: 0.5\n").fails(expect![[r#"
         error: invalid YAML: found a tab character that violates indentation
-           --> pipeline.yaml:130:1
-        130 |  cpu: 0.5
+           --> pipeline.yaml:136:1
+        136 |  cpu: 0.5
             | ^
-        help: while scanning a plain scalar that starts at 129:13: check its indentation and that its brackets and quotes are closed
+        help: while scanning a plain scalar that starts at 135:13: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -169,8 +169,8 @@ fn unknown_key_suggests_timeout() {
         .replace_after("  transcribe:\n", "    timeout:", "    timeot:")
         .fails(expect![[r#"
             error: unknown key `timeot` in `functions.transcribe`
-               --> pipeline.yaml:185:5
-            185 |     timeot: 120s
+               --> pipeline.yaml:191:5
+            191 |     timeot: 120s
                 |     ^^^^^^
             help: did you mean `timeout`? `functions.transcribe` accepts: `source`, `memory`, `cpu`, `cpu_limit`, `timeout`, `max_inflight`, `scale`, `env`, `secrets`, `assets`
         "#]]);
@@ -195,8 +195,8 @@ fn missing_key_points_at_its_mapping() {
         .replace_after("source: stages/orchestrator", "    cpu: 0.5\n", "")
         .fails(expect![[r#"
             error: `functions.orchestrator` is missing `cpu`
-               --> pipeline.yaml:127:3
-            127 |   orchestrator:
+               --> pipeline.yaml:133:3
+            133 |   orchestrator:
                 |   ^^^^^^^^^^^^
             help: add `cpu:` to `functions.orchestrator`
         "#]]);
@@ -208,8 +208,8 @@ fn wrong_type_names_the_expected_type() {
         .replace("max_inflight: 32", "max_inflight: lots")
         .fails(expect![[r#"
             error: `functions.orchestrator.max_inflight` must be a whole number, found string "lots"
-               --> pipeline.yaml:134:19
-            134 |     max_inflight: lots
+               --> pipeline.yaml:140:19
+            140 |     max_inflight: lots
                 |                   ^^^^
             help: write a whole number here
         "#]]);
@@ -380,10 +380,10 @@ fn duplicate_function_points_at_second_declaration() {
         .replace("  detect-speech:\n", "  extract-audio:\n")
         .fails(expect![[r#"
             error: function `extract-audio` is declared twice
-               --> pipeline.yaml:145:3
-            145 |   extract-audio:
+               --> pipeline.yaml:151:3
+            151 |   extract-audio:
                 |   ^^^^^^^^^^^^^
-            help: function names are unique: rename or remove one (the first is at line 137)
+            help: function names are unique: rename or remove one (the first is at line 143)
         "#]]);
 }
 
@@ -393,10 +393,10 @@ fn duplicate_key_points_at_second_one() {
         .replace_after("source: stages/orchestrator", "    cpu: 0.5\n", "    cpu: 0.5\n    cpu: 1\n")
         .fails(expect![[r#"
             error: key `cpu` appears twice in `functions.orchestrator`
-               --> pipeline.yaml:131:5
-            131 |     cpu: 1
+               --> pipeline.yaml:137:5
+            137 |     cpu: 1
                 |     ^^^
-            help: keep one of them (the first is at line 130)
+            help: keep one of them (the first is at line 136)
         "#]]);
 }
 
@@ -406,8 +406,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:306:1
-        306 | ---
+           --> pipeline.yaml:315:1
+        315 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -417,8 +417,8 @@ fn second_yaml_document_is_rejected() {
 fn unknown_step_suggests_declared_function() {
     Fixture::good().replace("function: cut-clips,", "function: cut-clip,").fails(expect![[r#"
         error: unknown function `cut-clip` in `dag.steps`
-           --> pipeline.yaml:259:19
-        259 |     - { function: cut-clip, needs: [video, segments], produces: [clips] }
+           --> pipeline.yaml:265:19
+        265 |     - { function: cut-clip, needs: [video, segments], produces: [clips] }
             |                   ^^^^^^^^
         help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `clip-audio`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`, `match-transcript`, `answer`
     "#]]);
@@ -428,8 +428,8 @@ fn unknown_step_suggests_declared_function() {
 fn unknown_entry_suggests_declared_function() {
     Fixture::good().replace("entry: orchestrator", "entry: orchestrater").fails(expect![[r#"
         error: unknown function `orchestrater` in `dag.entry`
-           --> pipeline.yaml:251:10
-        251 |   entry: orchestrater
+           --> pipeline.yaml:257:10
+        257 |   entry: orchestrater
             |          ^^^^^^^^^^^^
         help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `clip-audio`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`, `match-transcript`, `answer`
     "#]]);
@@ -441,10 +441,10 @@ fn function_used_twice_points_at_second_use() {
         .replace("- { function: detect-objects, needs: [frames]", "- { function: cut-clips, needs: [frames]")
         .fails(expect![[r#"
             error: function `cut-clips` is two steps of the DAG
-               --> pipeline.yaml:275:21
-            275 |       - { function: cut-clips, needs: [frames], produces: [detections] }
+               --> pipeline.yaml:281:21
+            281 |       - { function: cut-clips, needs: [frames], produces: [detections] }
                 |                     ^^^^^^^^^
-            help: a function is one step: remove this one, or declare another function (the first is `dag.steps[2].function`, line 259)
+            help: a function is one step: remove this one, or declare another function (the first is `dag.steps[2].function`, line 265)
         "#]]);
 }
 
@@ -454,8 +454,8 @@ fn entry_listed_as_step_is_a_cycle() {
         .replace("- { function: extract-audio,", "- { function: orchestrator,")
         .fails(expect![[r#"
             error: the entry `orchestrator` is also a step: the DAG would call itself (a cycle)
-               --> pipeline.yaml:257:19
-            257 |     - { function: orchestrator, needs: [video], produces: [audio] }
+               --> pipeline.yaml:263:19
+            263 |     - { function: orchestrator, needs: [video], produces: [audio] }
                 |                   ^^^^^^^^^^^^
             help: remove this step: the entry runs the steps and is not one of them
         "#]]);
@@ -467,8 +467,8 @@ fn function_outside_dag_is_rejected() {
         .replace("      - { function: detect-objects, needs: [frames], produces: [detections] }\n", "")
         .fails(expect![[r#"
             error: function `detect-objects` is not in the DAG
-               --> pipeline.yaml:197:3
-            197 |   detect-objects:
+               --> pipeline.yaml:203:3
+            203 |   detect-objects:
                 |   ^^^^^^^^^^^^^^
             help: add a step that calls it to `dag.steps` or `dag.fan_out.steps`, or remove it from `functions`
         "#]]);
@@ -480,8 +480,8 @@ fn undeclared_secret_suggests_declared_one() {
         .replace_after("  transcribe:\n", "s3-secret-key]", "s3-secret-ky]")
         .fails(expect![[r#"
             error: function `transcribe` uses undeclared secret `s3-secret-ky`
-               --> pipeline.yaml:188:30
-            188 |     secrets: [s3-access-key, s3-secret-ky]
+               --> pipeline.yaml:194:30
+            194 |     secrets: [s3-access-key, s3-secret-ky]
                 |                              ^^^^^^^^^^^^
             help: did you mean `s3-secret-key`? declare it under `secrets:` or fix the name
         "#]]);
@@ -509,8 +509,8 @@ fn missing_source_folder_points_at_source() {
         .replace("source: stages/transcribe", "source: stages/transcriber")
         .fails(expect![[r#"
             error: source folder `stages/transcriber` of function `transcribe` does not exist
-               --> pipeline.yaml:180:13
-            180 |     source: stages/transcriber
+               --> pipeline.yaml:186:13
+            186 |     source: stages/transcriber
                 |             ^^^^^^^^^^^^^^^^^^
             help: `source` is relative to the pipeline file's folder: looked for $DIR/stages/transcriber
         "#]]);
@@ -522,8 +522,8 @@ fn memory_above_64gi_is_rejected() {
         .replace_after("source: stages/orchestrator", "memory: 128Mi", "memory: 65Gi")
         .fails(expect![[r#"
             error: function `orchestrator` memory 65Gi exceeds the 64Gi limit
-               --> pipeline.yaml:129:13
-            129 |     memory: 65Gi
+               --> pipeline.yaml:135:13
+            135 |     memory: 65Gi
                 |             ^^^^
             help: lower it to `64Gi` or less
         "#]]);
@@ -535,8 +535,8 @@ fn zero_memory_is_rejected() {
         .replace_after("source: stages/orchestrator", "memory: 128Mi", "memory: 0Mi")
         .fails(expect![[r#"
             error: function `orchestrator` memory is 0
-               --> pipeline.yaml:129:13
-            129 |     memory: 0Mi
+               --> pipeline.yaml:135:13
+            135 |     memory: 0Mi
                 |             ^^^
             help: give it what one replica needs, like `256Mi`
         "#]]);
@@ -548,8 +548,8 @@ fn memory_with_unknown_unit_is_rejected() {
         .replace_after("source: stages/orchestrator", "memory: 128Mi", "memory: 128MB")
         .fails(expect![[r#"
             error: function `orchestrator` memory `128MB` has an unknown unit `MB`
-               --> pipeline.yaml:129:13
-            129 |     memory: 128MB
+               --> pipeline.yaml:135:13
+            135 |     memory: 128MB
                 |             ^^^^^
             help: write it like `256Mi`, `1Gi` or `512M`
         "#]]);
@@ -561,10 +561,22 @@ fn cpu_must_be_above_zero() {
         .replace_after("source: stages/orchestrator", "cpu: 0.5", "cpu: 0m")
         .fails(expect![[r#"
             error: function `orchestrator` cpu 0m is not above 0
-               --> pipeline.yaml:130:10
-            130 |     cpu: 0m
+               --> pipeline.yaml:136:10
+            136 |     cpu: 0m
                 |          ^^
             help: write cores like `0.5` or `1`, or millicores like `500m`
+        "#]]);
+}
+
+#[test]
+fn input_size_limit_needs_a_unit() {
+    Fixture::good()
+        .replace("max_size: 1Gi", "max_size: lots")
+        .fails(expect![[r#"
+            error: `lots` is not a whole number with a unit; write bytes with a unit, like `1Gi` or `500Mi` (`parameters.input`)
+               --> pipeline.yaml:103:5
+            103 |     max_size: lots
+                |     ^^^^^^^^^^^^^^
         "#]]);
 }
 
@@ -574,8 +586,8 @@ fn cpu_limit_may_not_be_below_cpu() {
         .replace_after("source: stages/orchestrator", "cpu_limit: 1", "cpu_limit: 250m")
         .fails(expect![[r#"
             error: function `orchestrator` cpu_limit 250m is below its cpu 0.5
-               --> pipeline.yaml:132:16
-            132 |     cpu_limit: 250m
+               --> pipeline.yaml:138:16
+            138 |     cpu_limit: 250m
                 |                ^^^^
             help: a replica is given at least `cpu`: raise `cpu_limit` to it, or leave it out for no limit
         "#]]);
@@ -587,8 +599,8 @@ fn scale_min_above_max_points_at_min() {
         .replace("scale: { min: 1, max: 2 }", "scale: { min: 3, max: 2 }")
         .fails(expect![[r#"
             error: function `orchestrator` scale min 3 exceeds max 2
-               --> pipeline.yaml:135:19
-            135 |     scale: { min: 3, max: 2 }
+               --> pipeline.yaml:141:19
+            141 |     scale: { min: 3, max: 2 }
                 |                   ^
             help: lower `min` or raise `max`
         "#]]);
@@ -600,8 +612,8 @@ fn scale_max_zero_is_rejected() {
         .replace("scale: { min: 1, max: 2 }", "scale: { min: 0, max: 0 }")
         .fails(expect![[r#"
             error: function `orchestrator` scale max is 0: it could never run
-               --> pipeline.yaml:135:27
-            135 |     scale: { min: 0, max: 0 }
+               --> pipeline.yaml:141:27
+            141 |     scale: { min: 0, max: 0 }
                 |                           ^
             help: use 1 or more (`min: 0` already lets it scale to zero)
         "#]]);
@@ -613,8 +625,8 @@ fn max_inflight_zero_is_rejected() {
         .replace("max_inflight: 32", "max_inflight: 0")
         .fails(expect![[r#"
             error: function `orchestrator` max_inflight is 0: it could never take a request
-               --> pipeline.yaml:134:19
-            134 |     max_inflight: 0
+               --> pipeline.yaml:140:19
+            140 |     max_inflight: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -631,8 +643,8 @@ fn timeout_rule_exec_within_gateway_upstream() {
         .replace(GATEWAY_PIN, "  gateway: { upstream: 600s, read: 610s, write: 610s }\n")
         .fails(expect![[r#"
             error: function `orchestrator` runs up to 1h 50m and answers by 1h 50m 2s, but the gateway waits only 10m for it (timeouts.gateway.upstream)
-               --> pipeline.yaml:133:14
-            133 |     timeout: 110m
+               --> pipeline.yaml:139:14
+            139 |     timeout: 110m
                 |              ^^^^
             help: lower this timeout to <= 9m 58s, or raise the gateway's upstream timeout to >= 1h 50m 2s (rule: exec <= gateway upstream)
         "#]]);
@@ -666,8 +678,8 @@ fn timeout_rule_ack_wait_outlasts_the_longest_async_run() {
 fn timeout_rule_entry_covers_the_request_budget() {
     Fixture::good().replace("timeout: 110m", "timeout: 60m").fails(expect![[r#"
         error: entry `orchestrator` timeout 1h is shorter than the worst case of the steps it waits for (1h 38m 51s)
-           --> pipeline.yaml:133:14
-        133 |     timeout: 60m
+           --> pipeline.yaml:139:14
+        139 |     timeout: 60m
             |              ^^^
         help: the worst case is the longest chain of steps, each to every attempt's deadline plus the backoffs: extract-audio 4m 40s 500ms, detect-speech 4m 40s 500ms, cut-clips 7m 40s 500ms, clip-audio 2m 40s 500ms, transcribe 7m 40s 500ms, match-transcript 2m 10s 500ms, compress-clip 4m 40s 500ms, sample-frames 3m 10s 500ms, detect-objects 6m 10s 500ms, answer 2m 10s 500ms, its fanned-out steps 3 times (max_items / max_parallel); raise its timeout to >= 1h 38m 52s, or lower the steps' timeouts, `dag.retry.attempts` or `dag.fan_out.max_items` (rule: orchestrator deadlines <= its exec timeout)
     "#]]);
@@ -688,8 +700,8 @@ fn timeout_rule_client_outlasts_the_gateway() {
 fn fan_out_max_items_zero_is_rejected() {
     Fixture::good().replace("max_items: 10", "max_items: 0").fails(expect![[r#"
         error: `dag.fan_out.max_items` is 0: every request with an item would be refused
-           --> pipeline.yaml:266:16
-        266 |     max_items: 0
+           --> pipeline.yaml:272:16
+        272 |     max_items: 0
             |                ^
         help: give the most items a request may have, like `10`: the request's budget covers that many
     "#]]);
@@ -701,8 +713,8 @@ fn duration_without_unit_is_rejected() {
         .replace("backoff: 500ms", "backoff: 500")
         .fails(expect![[r#"
             error: duration `500` at `dag.retry.backoff` has no unit
-               --> pipeline.yaml:279:14
-            279 |     backoff: 500
+               --> pipeline.yaml:285:14
+            285 |     backoff: 500
                 |              ^^^
             help: write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`
         "#]]);
@@ -714,8 +726,8 @@ fn fan_out_max_parallel_zero_is_rejected() {
         .replace("max_parallel: 4", "max_parallel: 0")
         .fails(expect![[r#"
             error: `dag.fan_out.max_parallel` is 0: no item would run
-               --> pipeline.yaml:265:19
-            265 |     max_parallel: 0
+               --> pipeline.yaml:271:19
+            271 |     max_parallel: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -727,8 +739,8 @@ fn retry_attempts_zero_is_rejected() {
         .replace("attempts: 3", "attempts: 0")
         .fails(expect![[r#"
             error: `dag.retry.attempts` is 0: no step would ever run
-               --> pipeline.yaml:278:15
-            278 |     attempts: 0
+               --> pipeline.yaml:284:15
+            284 |     attempts: 0
                 |               ^
             help: use 1 for no retries, or more
         "#]]);
@@ -740,8 +752,8 @@ fn top_db_min_above_max_is_rejected() {
         .replace("top_db: { min: 24,", "top_db: { min: 50,")
         .fails(expect![[r#"
             error: `parameters.speech.top_db` min 50 exceeds max 49
-               --> pipeline.yaml:101:20
-            101 |     top_db: { min: 50, max: 49 }
+               --> pipeline.yaml:107:20
+            107 |     top_db: { min: 50, max: 49 }
                 |                    ^^
             help: lower `min` or raise `max`
         "#]]);
@@ -756,8 +768,8 @@ fn sentence_min_must_be_below_max() {
         )
         .fails(expect![[r#"
             error: `parameters.speech.sentence_seconds` min 30 must be below max 30
-               --> pipeline.yaml:102:30
-            102 |     sentence_seconds: { min: 30, max: 30 }
+               --> pipeline.yaml:108:30
+            108 |     sentence_seconds: { min: 30, max: 30 }
                 |                              ^^
             help: lower `min` or raise `max` (min < max)
         "#]]);
@@ -769,8 +781,8 @@ fn frames_per_minute_zero_is_rejected() {
         .replace("per_minute: 12", "per_minute: 0")
         .fails(expect![[r#"
             error: `parameters.frames.per_minute` is 0: no frame would be sampled
-               --> pipeline.yaml:107:17
-            107 |     per_minute: 0
+               --> pipeline.yaml:113:17
+            113 |     per_minute: 0
                 |                 ^
             help: sample at least 1 frame per minute
         "#]]);
@@ -782,8 +794,8 @@ fn score_threshold_outside_unit_interval_is_rejected() {
         .replace("score_threshold: 0.5", "score_threshold: 1.5")
         .fails(expect![[r#"
             error: `parameters.detector.score_threshold` 1.5 is outside 0..1
-               --> pipeline.yaml:111:22
-            111 |     score_threshold: 1.5
+               --> pipeline.yaml:117:22
+            117 |     score_threshold: 1.5
                 |                      ^^^
             help: use a fraction between 0 and 1, like 0.5
         "#]]);
@@ -795,8 +807,8 @@ fn nms_iou_outside_unit_interval_is_rejected() {
         .replace("nms_iou: 0.3", "nms_iou: -0.3")
         .fails(expect![[r#"
             error: `parameters.detector.nms_iou` -0.3 is outside 0..1
-               --> pipeline.yaml:112:14
-            112 |     nms_iou: -0.3
+               --> pipeline.yaml:118:14
+            118 |     nms_iou: -0.3
                 |              ^^^^
             help: use a fraction between 0 and 1, like 0.5
         "#]]);
@@ -808,8 +820,8 @@ fn unknown_detector_model_suggests_a_known_one() {
         .replace("model: centerface", "model: yolov12n")
         .fails(expect![[r#"
             error: unknown detector model `yolov12n` at `parameters.detector.model`
-               --> pipeline.yaml:109:12
-            109 |     model: yolov12n # faces, MIT; or yolov12n-coco: the 80 COCO classes, AGPL-3.0 weights (README)
+               --> pipeline.yaml:115:12
+            115 |     model: yolov12n # faces, MIT; or yolov12n-coco: the 80 COCO classes, AGPL-3.0 weights (README)
                 |            ^^^^^^^^
             help: did you mean `yolov12n-coco`? known models: `centerface`, `yolov12n-coco` (`cargo xtask model --help` says what each is)
         "#]]);
@@ -821,8 +833,8 @@ fn detector_model_asset_cannot_also_name_a_file() {
         .replace("      - detector_model: true\n", "      - detector_model: true\n        from: model.onnx\n")
         .fails(expect![[r#"
             error: an asset is either a file (`from`) or the detector model (`detector_model: true`), not both
-               --> pipeline.yaml:210:9
-            210 |       - detector_model: true
+               --> pipeline.yaml:216:9
+            216 |       - detector_model: true
                 |         ^^^^^^^^^^^^^^
             help: remove `from:`: the detector model is the file `parameters.detector.model` names
         "#]]);
@@ -834,8 +846,8 @@ fn asset_without_a_source_is_rejected() {
         .replace("      - detector_model: true\n", "      - detector_model: false\n")
         .fails(expect![[r#"
             error: asset `functions.detect-objects.assets[0]` says nothing to copy
-               --> pipeline.yaml:210:9
-            210 |       - detector_model: false
+               --> pipeline.yaml:216:9
+            216 |       - detector_model: false
                 |         ^^^^^^^^^^^^^^^^^^^^^
             help: add `from:` (a file, relative to the pipeline file's folder), or `detector_model: true` for the model `parameters.detector.model` names
         "#]]);
@@ -847,8 +859,8 @@ fn zero_sample_rate_is_rejected() {
         .replace("audio_sample_rate: 16000", "audio_sample_rate: 0")
         .fails(expect![[r#"
             error: `parameters.compress.audio_sample_rate` is 0
-               --> pipeline.yaml:105:24
-            105 |     audio_sample_rate: 0
+               --> pipeline.yaml:111:24
+            111 |     audio_sample_rate: 0
                 |                        ^
             help: use a sample rate in Hz, like 16000 or 22050
         "#]]);
@@ -860,8 +872,8 @@ fn env_cannot_override_parameters() {
         .replace("RUST_LOG: info", "VS_FRAMES_PER_MINUTE: 3")
         .fails(expect![[r#"
             error: function `detect-objects` cannot set environment variable `VS_FRAMES_PER_MINUTE`
-               --> pipeline.yaml:205:7
-            205 |       VS_FRAMES_PER_MINUTE: 3
+               --> pipeline.yaml:211:7
+            211 |       VS_FRAMES_PER_MINUTE: 3
                 |       ^^^^^^^^^^^^^^^^^^^^
             help: `VS_*` variables come from `parameters:`; change the parameter there
         "#]]);
@@ -873,10 +885,10 @@ fn fan_out_item_must_differ_from_its_list() {
         .replace("item: clip", "item: clips")
         .fails(expect![[r#"
             error: artifact `clips` has two producers: `cut-clips` and the fan-out (one item of `clips`)
-               --> pipeline.yaml:263:11
-            263 |     item: clips
+               --> pipeline.yaml:269:11
+            269 |     item: clips
                 |           ^^^^^
-            help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[2].produces[0]`, line 259)
+            help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[2].produces[0]`, line 265)
         "#]]);
 }
 
@@ -912,8 +924,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
         .replace("to: /opt/videosearcher/models/detector.onnx", "to: models/detector.onnx")
         .fails(expect![[r#"
             error: asset destination `models/detector.onnx` is not an absolute file path
-               --> pipeline.yaml:211:13
-            211 |         to: models/detector.onnx
+               --> pipeline.yaml:217:13
+            217 |         to: models/detector.onnx
                 |             ^^^^^^^^^^^^^^^^^^^^
             help: write where the file goes inside the image, like `/opt/videosearcher/models/model.onnx`
         "#]]);
@@ -936,8 +948,8 @@ fn cold_regime_with_a_warmup_is_rejected() {
         .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }")
         .fails(expect![[r#"
             error: regime `cold-steady` is cold, but warms its functions up first
-               --> pipeline.yaml:293:81
-            293 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }
+               --> pipeline.yaml:302:81
+            302 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }
                 |                                                                                 ^
             help: remove `warmup` (a cold regime scales every function to zero before each request or burst), or make it `start: warm`
         "#]]);
@@ -949,8 +961,8 @@ fn steady_regime_without_a_rate_is_rejected() {
         .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, requests: 3 }")
         .fails(expect![[r#"
             error: regime `cold-steady` has a `steady` pattern but no `rate`
-               --> pipeline.yaml:293:40
-            293 |   cold-steady: { start: cold, pattern: steady, requests: 3 }
+               --> pipeline.yaml:302:40
+            302 |   cold-steady: { start: cold, pattern: steady, requests: 3 }
                 |                                        ^^^^^^
             help: add `rate:` to `experiments.cold-steady`
         "#]]);
@@ -962,8 +974,8 @@ fn burst_regime_refuses_a_rate() {
         .replace("cold-burst: { start: cold, pattern: burst, size: 3 }", "cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }")
         .fails(expect![[r#"
             error: `rate` is not a setting of a `burst` pattern (`experiments.cold-burst`)
-               --> pipeline.yaml:294:61
-            294 |   cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }
+               --> pipeline.yaml:303:61
+            303 |   cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }
                 |                                                             ^
             help: a `burst` pattern takes `size`, `bursts`, `gap`
         "#]]);
@@ -975,8 +987,8 @@ fn capacity_search_of_a_cold_regime_is_rejected() {
         .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, capacity: { p95: 60s, factor: 2, steps: 3 } }")
         .fails(expect![[r#"
             error: regime `cold-steady` searches for capacity but is not warm and steady
-               --> pipeline.yaml:293:83
-            293 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, capacity: { p95: 60s, factor: 2, steps: 3 } }
+               --> pipeline.yaml:302:83
+            302 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, capacity: { p95: 60s, factor: 2, steps: 3 } }
                 |                                                                                   ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
             help: a capacity search raises a steady rate on warm functions: make it `start: warm` and `pattern: steady`
         "#]]);
@@ -986,8 +998,8 @@ fn capacity_search_of_a_cold_regime_is_rejected() {
 fn capacity_factor_that_does_not_raise_the_rate_is_rejected() {
     Fixture::good().replace("capacity: { p95: 45s, factor: 1.3, steps: 6 }", "capacity: { p95: 45s, factor: 0.5, steps: 6 }").fails(expect![[r#"
         error: factor `0.5` does not raise the rate
-           --> pipeline.yaml:305:35
-        305 |     capacity: { p95: 45s, factor: 0.5, steps: 6 }
+           --> pipeline.yaml:314:35
+        314 |     capacity: { p95: 45s, factor: 0.5, steps: 6 }
             |                                   ^^^
         help: give a number above 1, like `1.5`
     "#]]);
@@ -997,8 +1009,8 @@ fn capacity_factor_that_does_not_raise_the_rate_is_rejected() {
 fn need_nobody_produces_suggests_the_close_name() {
     Fixture::good().replace("needs: [audio_16k]", "needs: [audio_16]").fails(expect![[r#"
         error: transcribe needs `audio_16`, which no step produces and the request does not bring
-           --> pipeline.yaml:269:41
-        269 |       - { function: transcribe, needs: [audio_16], produces: [transcript] }
+           --> pipeline.yaml:275:41
+        275 |       - { function: transcribe, needs: [audio_16], produces: [transcript] }
             |                                         ^^^^^^^^
         help: did you mean `audio_16k`? artifacts it can need: `audio`, `audio_16k`, `clip`, `clips`, `compressed`, `detections`, `frames`, `items`, `match`, `matched`, `query`, `result`, `segments`, `transcript`, `video`; or add `audio_16` to a step's `produces` or to `dag.inputs`
     "#]]);
@@ -1008,8 +1020,8 @@ fn need_nobody_produces_suggests_the_close_name() {
 fn when_flag_nobody_produces_is_rejected() {
     Fixture::good().replace("when: matched", "when: matchd").fails(expect![[r#"
         error: compress-clip needs `matchd`, which no step produces and the request does not bring
-           --> pipeline.yaml:273:57
-        273 |       - { function: compress-clip, needs: [clip], when: matchd, produces: [compressed] }
+           --> pipeline.yaml:279:57
+        279 |       - { function: compress-clip, needs: [clip], when: matchd, produces: [compressed] }
             |                                                         ^^^^^^
         help: did you mean `matched`? artifacts it can need: `audio`, `audio_16k`, `clip`, `clips`, `compressed`, `detections`, `frames`, `items`, `match`, `matched`, `query`, `result`, `segments`, `transcript`, `video`; or add `matchd` to a step's `produces` or to `dag.inputs`
     "#]]);
@@ -1019,10 +1031,10 @@ fn when_flag_nobody_produces_is_rejected() {
 fn artifact_with_two_producers_points_at_the_second() {
     Fixture::good().replace("produces: [transcript] }", "produces: [transcript, audio] }").fails(expect![[r#"
         error: artifact `audio` has two producers: `extract-audio` and `transcribe`
-           --> pipeline.yaml:269:76
-        269 |       - { function: transcribe, needs: [audio_16k], produces: [transcript, audio] }
+           --> pipeline.yaml:275:76
+        275 |       - { function: transcribe, needs: [audio_16k], produces: [transcript, audio] }
             |                                                                            ^^^^^
-        help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[0].produces[0]`, line 257)
+        help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[0].produces[0]`, line 263)
     "#]]);
 }
 
@@ -1030,8 +1042,8 @@ fn artifact_with_two_producers_points_at_the_second() {
 fn dataflow_cycle_is_named_step_by_step() {
     Fixture::good().replace("needs: [audio], produces: [segments]", "needs: [audio, clips], produces: [segments]").fails(expect![[r#"
         error: the steps form a cycle: detect-speech needs cut-clips needs detect-speech
-           --> pipeline.yaml:258:7
-        258 |     - { function: detect-speech, needs: [audio, clips], produces: [segments] }
+           --> pipeline.yaml:264:7
+        264 |     - { function: detect-speech, needs: [audio, clips], produces: [segments] }
             |       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
         help: a step runs once what it needs exists, so none of these can start: remove one of the needs
     "#]]);
@@ -1041,8 +1053,8 @@ fn dataflow_cycle_is_named_step_by_step() {
 fn request_step_cannot_need_an_items_artifact() {
     Fixture::good().replace("needs: [segments, items]", "needs: [segments, transcript]").fails(expect![[r#"
         error: answer needs `transcript`, which exists only inside each item of the fan-out (`transcribe`)
-           --> pipeline.yaml:260:45
-        260 |     - { function: answer, needs: [segments, transcript], produces: [result] }
+           --> pipeline.yaml:266:45
+        266 |     - { function: answer, needs: [segments, transcript], produces: [result] }
             |                                             ^^^^^^^^^^
         help: the request's steps see an item's artifacts through the fan-out's `collect` document: need that instead
     "#]]);
@@ -1054,8 +1066,8 @@ fn linear_step_gets_the_migration() {
         .replace("    - { function: extract-audio, needs: [video], produces: [audio] }", "    - extract-audio")
         .fails(expect![[r#"
             error: step `extract-audio` names only its function: a step now says which artifacts it needs and produces
-               --> pipeline.yaml:257:7
-            257 |     - extract-audio
+               --> pipeline.yaml:263:7
+            263 |     - extract-audio
                 |       ^^^^^^^^^^^^^
             help: write it as `{ function: extract-audio, needs: [...], produces: [...] }` with the names of the artifacts it reads and writes (pipeline.yaml's `dag:` shows every step of VideoSearcher)
         "#]]);
@@ -1065,8 +1077,8 @@ fn linear_step_gets_the_migration() {
 fn step_without_outputs_is_rejected() {
     Fixture::good().replace("needs: [video], produces: [audio] }", "needs: [video] }").fails(expect![[r#"
         error: step `extract-audio` produces nothing
-           --> pipeline.yaml:257:7
-        257 |     - { function: extract-audio, needs: [video] }
+           --> pipeline.yaml:263:7
+        263 |     - { function: extract-audio, needs: [video] }
             |       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
         help: list the artifacts its answer carries in `produces`: a step without outputs does nothing the DAG can see
     "#]]);
@@ -1076,8 +1088,8 @@ fn step_without_outputs_is_rejected() {
 fn result_must_be_an_artifact_of_the_request() {
     Fixture::good().replace("result: result", "result: detections").fails(expect![[r#"
         error: the request's answer needs `detections`, which exists only inside each item of the fan-out (`detect-objects`)
-           --> pipeline.yaml:276:11
-        276 |   result: detections
+           --> pipeline.yaml:282:11
+        282 |   result: detections
             |           ^^^^^^^^^^
         help: the request's steps see an item's artifacts through the fan-out's `collect` document: need that instead
     "#]]);
@@ -1089,8 +1101,8 @@ fn unused_output_is_a_warning() {
         .replace("needs: [video], produces: [audio] }", "needs: [video], produces: [audio, waveform] }")
         .warns(expect![[r#"
             warning: `waveform` is produced by `extract-audio` but nothing needs it
-               --> pipeline.yaml:257:68
-            257 |     - { function: extract-audio, needs: [video], produces: [audio, waveform] }
+               --> pipeline.yaml:263:68
+            263 |     - { function: extract-audio, needs: [video], produces: [audio, waveform] }
                 |                                                                    ^^^^^^^^
             help: need it in a step, or remove it (a step's unused output still costs its upload)
         "#]]);
@@ -1100,8 +1112,8 @@ fn unused_output_is_a_warning() {
 fn unused_request_input_is_a_warning() {
     Fixture::good().replace("    query: optional\n", "    query: optional\n    subtitles: optional\n").warns(expect![[r#"
         warning: request input `subtitles` is needed by no step
-           --> pipeline.yaml:256:5
-        256 |     subtitles: optional
+           --> pipeline.yaml:262:5
+        262 |     subtitles: optional
             |     ^^^^^^^^^
         help: need it in a step, or remove it from `dag.inputs`
     "#]]);
@@ -1111,8 +1123,8 @@ fn unused_request_input_is_a_warning() {
 fn fan_out_needing_its_own_collection_is_a_cycle() {
     Fixture::good().replace("needs: [clip], when: matched", "needs: [clip, items], when: matched").fails(expect![[r#"
         error: the steps form a cycle: the fan-out needs the fan-out
-           --> pipeline.yaml:262:11
-        262 |     over: clips
+           --> pipeline.yaml:268:11
+        268 |     over: clips
             |           ^^^^^
         help: a step runs once what it needs exists, so none of these can start: remove one of the needs
     "#]]);

@@ -226,6 +226,19 @@ fn bad_inputs_end_in_classified_errors_and_nothing_half_written() {
         bytes
     };
     let upload = |id: &str, file: &str| rt.upload(Path::new(media[file].as_str().unwrap()), &format!("requests/{id}/input/video.mp4"));
+    // Beyond the declared `parameters.input`: 2 GiB (a sparse file, zeros
+    // that are never a video: refused from the store's metadata before any
+    // download), and three hours (black and silent, refused from its header).
+    let huge = rt.dir.path().join("huge.mp4");
+    std::fs::File::create(&huge).unwrap().set_len(2 << 30).unwrap();
+    let long = rt.dir.path().join("three-hours.mp4");
+    let made = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-f", "lavfi", "-i", "color=c=black:s=32x32:r=1", "-f", "lavfi", "-i", "anullsrc=r=8000:cl=mono"])
+        .args(["-t", "10800", "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-b:a", "8k"])
+        .arg(&long)
+        .status()
+        .expect("ffmpeg runs (apt-get install ffmpeg)");
+    assert!(made.success(), "ffmpeg made the three-hour video");
     let cases: Vec<(&str, String, u16, &str)> = vec![
         ("zero-byte", rt.put_bytes("requests/zero-byte/input/video.mp4", Vec::new()), 422, "empty_input"),
         ("corrupt", rt.put_bytes("requests/corrupt/input/video.mp4", corrupt), 422, "bad_media"),
@@ -233,7 +246,11 @@ fn bad_inputs_end_in_classified_errors_and_nothing_half_written() {
         ("audio-only", upload("audio-only", "audio_only"), 422, "no_video"),
         ("missing", rt.store.uri("requests/missing/input/video.mp4"), 404, "missing_object"),
         ("dot-dot", "s3://videosearcher/requests/dot-dot/../../etc/passwd".to_string(), 400, "invalid_key"),
+        ("wrong-bucket", "s3://elsewhere/requests/wrong-bucket/input/video.mp4".to_string(), 400, "invalid_uri"),
+        ("too-large", rt.upload(&huge, "requests/too-large/input/video.mp4"), 422, "input_too_large"),
+        ("too-long", rt.upload(&long, "requests/too-long/input/video.mp4"), 422, "input_too_long"),
     ];
+    std::fs::remove_file(&huge).unwrap();
     for (id, uri, status, code) in cases {
         let (got, body) = request(&rt, id, uri);
         assert_eq!((got, body["error"]["code"].as_str()), (status, Some(code)), "{id}: {body}");
@@ -245,6 +262,14 @@ fn bad_inputs_end_in_classified_errors_and_nothing_half_written() {
         let allowed: BTreeSet<String> = [format!("requests/{id}/input/video.mp4"), format!("requests/{id}/state.json")].into();
         assert!(keys.is_subset(&allowed), "{id}: {keys:?}");
     }
+    // A body that is not an invocation: refused at the door, no request begun.
+    let before = rt.keys("requests/").len();
+    let (status, body) = rt.rt.block_on(async {
+        let response = reqwest::Client::new().post(format!("{}/function/orchestrator", rt.gateway)).body("{\"request_id\": ").send().await.unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    });
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("bad_json")), "{body}");
+    assert_eq!(rt.keys("requests/").len(), before, "nothing stored for a body that is not JSON");
     // Every function is still up and serving after all of that.
     let (status, _) = request(&rt, "after", rt.store.uri("requests/after/input/none.mp4"));
     assert_eq!(status, 404);

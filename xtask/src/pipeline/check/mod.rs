@@ -473,6 +473,7 @@ impl Checker<'_> {
 
     fn parameters(&self, parameters: &Parameters) -> Checked<()> {
         let Parameters {
+            input: _,
             speech,
             compress,
             frames,
