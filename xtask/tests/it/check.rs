@@ -145,10 +145,10 @@ fn missing_file_is_an_error_with_its_cause() {
 fn bad_yaml_points_at_unclosed_list() {
     Fixture::good().replace("produces: [clips] }", "produces: [clips }").fails(expect![[r#"
         error: invalid YAML: did not find expected ',' or ']'
-           --> pipeline.yaml:265:73
-        265 |     - { function: cut-clips, needs: [video, segments], produces: [clips }
+           --> pipeline.yaml:271:73
+        271 |     - { function: cut-clips, needs: [video, segments], produces: [clips }
             |                                                                         ^
-        help: while parsing a flow sequence that starts at 265:66: check its indentation and that its brackets and quotes are closed
+        help: while parsing a flow sequence that starts at 271:66: check its indentation and that its brackets and quotes are closed
     "#]]);
 }
 
@@ -406,8 +406,8 @@ fn second_yaml_document_is_rejected() {
     let text = format!("{}---\nname: other\n", fixture.text);
     Fixture { text, ..fixture }.fails(expect![[r#"
         error: the pipeline file holds more than one YAML document
-           --> pipeline.yaml:315:1
-        315 | ---
+           --> pipeline.yaml:321:1
+        321 | ---
             | ^^^
         help: keep one document: remove this `---` and what follows, or merge it into the first
     "#]]);
@@ -417,8 +417,8 @@ fn second_yaml_document_is_rejected() {
 fn unknown_step_suggests_declared_function() {
     Fixture::good().replace("function: cut-clips,", "function: cut-clip,").fails(expect![[r#"
         error: unknown function `cut-clip` in `dag.steps`
-           --> pipeline.yaml:265:19
-        265 |     - { function: cut-clip, needs: [video, segments], produces: [clips] }
+           --> pipeline.yaml:271:19
+        271 |     - { function: cut-clip, needs: [video, segments], produces: [clips] }
             |                   ^^^^^^^^
         help: did you mean `cut-clips`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `clip-audio`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`, `match-transcript`, `answer`
     "#]]);
@@ -428,8 +428,8 @@ fn unknown_step_suggests_declared_function() {
 fn unknown_entry_suggests_declared_function() {
     Fixture::good().replace("entry: orchestrator", "entry: orchestrater").fails(expect![[r#"
         error: unknown function `orchestrater` in `dag.entry`
-           --> pipeline.yaml:257:10
-        257 |   entry: orchestrater
+           --> pipeline.yaml:263:10
+        263 |   entry: orchestrater
             |          ^^^^^^^^^^^^
         help: did you mean `orchestrator`? declared functions: `orchestrator`, `extract-audio`, `detect-speech`, `cut-clips`, `clip-audio`, `compress-clip`, `transcribe`, `sample-frames`, `detect-objects`, `match-transcript`, `answer`
     "#]]);
@@ -441,10 +441,10 @@ fn function_used_twice_points_at_second_use() {
         .replace("- { function: detect-objects, needs: [frames]", "- { function: cut-clips, needs: [frames]")
         .fails(expect![[r#"
             error: function `cut-clips` is two steps of the DAG
-               --> pipeline.yaml:281:21
-            281 |       - { function: cut-clips, needs: [frames], produces: [detections] }
+               --> pipeline.yaml:287:21
+            287 |       - { function: cut-clips, needs: [frames], produces: [detections] }
                 |                     ^^^^^^^^^
-            help: a function is one step: remove this one, or declare another function (the first is `dag.steps[2].function`, line 265)
+            help: a function is one step: remove this one, or declare another function (the first is `dag.steps[2].function`, line 271)
         "#]]);
 }
 
@@ -454,8 +454,8 @@ fn entry_listed_as_step_is_a_cycle() {
         .replace("- { function: extract-audio,", "- { function: orchestrator,")
         .fails(expect![[r#"
             error: the entry `orchestrator` is also a step: the DAG would call itself (a cycle)
-               --> pipeline.yaml:263:19
-            263 |     - { function: orchestrator, needs: [video], produces: [audio] }
+               --> pipeline.yaml:269:19
+            269 |     - { function: orchestrator, needs: [video], produces: [audio] }
                 |                   ^^^^^^^^^^^^
             help: remove this step: the entry runs the steps and is not one of them
         "#]]);
@@ -700,8 +700,8 @@ fn timeout_rule_client_outlasts_the_gateway() {
 fn fan_out_max_items_zero_is_rejected() {
     Fixture::good().replace("max_items: 10", "max_items: 0").fails(expect![[r#"
         error: `dag.fan_out.max_items` is 0: every request with an item would be refused
-           --> pipeline.yaml:272:16
-        272 |     max_items: 0
+           --> pipeline.yaml:278:16
+        278 |     max_items: 0
             |                ^
         help: give the most items a request may have, like `10`: the request's budget covers that many
     "#]]);
@@ -713,8 +713,8 @@ fn duration_without_unit_is_rejected() {
         .replace("backoff: 500ms", "backoff: 500")
         .fails(expect![[r#"
             error: duration `500` at `dag.retry.backoff` has no unit
-               --> pipeline.yaml:285:14
-            285 |     backoff: 500
+               --> pipeline.yaml:291:14
+            291 |     backoff: 500
                 |              ^^^
             help: write a whole number with a unit: `500ms`, `60s`, `2m`, `1h`
         "#]]);
@@ -726,8 +726,8 @@ fn fan_out_max_parallel_zero_is_rejected() {
         .replace("max_parallel: 4", "max_parallel: 0")
         .fails(expect![[r#"
             error: `dag.fan_out.max_parallel` is 0: no item would run
-               --> pipeline.yaml:271:19
-            271 |     max_parallel: 0
+               --> pipeline.yaml:277:19
+            277 |     max_parallel: 0
                 |                   ^
             help: use 1 or more
         "#]]);
@@ -739,8 +739,8 @@ fn retry_attempts_zero_is_rejected() {
         .replace("attempts: 3", "attempts: 0")
         .fails(expect![[r#"
             error: `dag.retry.attempts` is 0: no step would ever run
-               --> pipeline.yaml:284:15
-            284 |     attempts: 0
+               --> pipeline.yaml:290:15
+            290 |     attempts: 0
                 |               ^
             help: use 1 for no retries, or more
         "#]]);
@@ -833,8 +833,8 @@ fn detector_model_asset_cannot_also_name_a_file() {
         .replace("      - detector_model: true\n", "      - detector_model: true\n        from: model.onnx\n")
         .fails(expect![[r#"
             error: an asset is either a file (`from`) or the detector model (`detector_model: true`), not both
-               --> pipeline.yaml:216:9
-            216 |       - detector_model: true
+               --> pipeline.yaml:222:9
+            222 |       - detector_model: true
                 |         ^^^^^^^^^^^^^^
             help: remove `from:`: the detector model is the file `parameters.detector.model` names
         "#]]);
@@ -846,8 +846,8 @@ fn asset_without_a_source_is_rejected() {
         .replace("      - detector_model: true\n", "      - detector_model: false\n")
         .fails(expect![[r#"
             error: asset `functions.detect-objects.assets[0]` says nothing to copy
-               --> pipeline.yaml:216:9
-            216 |       - detector_model: false
+               --> pipeline.yaml:222:9
+            222 |       - detector_model: false
                 |         ^^^^^^^^^^^^^^^^^^^^^
             help: add `from:` (a file, relative to the pipeline file's folder), or `detector_model: true` for the model `parameters.detector.model` names
         "#]]);
@@ -885,10 +885,10 @@ fn fan_out_item_must_differ_from_its_list() {
         .replace("item: clip", "item: clips")
         .fails(expect![[r#"
             error: artifact `clips` has two producers: `cut-clips` and the fan-out (one item of `clips`)
-               --> pipeline.yaml:269:11
-            269 |     item: clips
+               --> pipeline.yaml:275:11
+            275 |     item: clips
                 |           ^^^^^
-            help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[2].produces[0]`, line 265)
+            help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[2].produces[0]`, line 271)
         "#]]);
 }
 
@@ -924,8 +924,8 @@ fn asset_destination_must_be_an_absolute_file_path() {
         .replace("to: /opt/videosearcher/models/detector.onnx", "to: models/detector.onnx")
         .fails(expect![[r#"
             error: asset destination `models/detector.onnx` is not an absolute file path
-               --> pipeline.yaml:217:13
-            217 |         to: models/detector.onnx
+               --> pipeline.yaml:223:13
+            223 |         to: models/detector.onnx
                 |             ^^^^^^^^^^^^^^^^^^^^
             help: write where the file goes inside the image, like `/opt/videosearcher/models/model.onnx`
         "#]]);
@@ -948,8 +948,8 @@ fn cold_regime_with_a_warmup_is_rejected() {
         .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }")
         .fails(expect![[r#"
             error: regime `cold-steady` is cold, but warms its functions up first
-               --> pipeline.yaml:302:81
-            302 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }
+               --> pipeline.yaml:308:81
+            308 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, warmup: 1 }
                 |                                                                                 ^
             help: remove `warmup` (a cold regime scales every function to zero before each request or burst), or make it `start: warm`
         "#]]);
@@ -961,8 +961,8 @@ fn steady_regime_without_a_rate_is_rejected() {
         .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, requests: 3 }")
         .fails(expect![[r#"
             error: regime `cold-steady` has a `steady` pattern but no `rate`
-               --> pipeline.yaml:302:40
-            302 |   cold-steady: { start: cold, pattern: steady, requests: 3 }
+               --> pipeline.yaml:308:40
+            308 |   cold-steady: { start: cold, pattern: steady, requests: 3 }
                 |                                        ^^^^^^
             help: add `rate:` to `experiments.cold-steady`
         "#]]);
@@ -974,8 +974,8 @@ fn burst_regime_refuses_a_rate() {
         .replace("cold-burst: { start: cold, pattern: burst, size: 3 }", "cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }")
         .fails(expect![[r#"
             error: `rate` is not a setting of a `burst` pattern (`experiments.cold-burst`)
-               --> pipeline.yaml:303:61
-            303 |   cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }
+               --> pipeline.yaml:309:61
+            309 |   cold-burst: { start: cold, pattern: burst, size: 3, rate: 2 }
                 |                                                             ^
             help: a `burst` pattern takes `size`, `bursts`, `gap`
         "#]]);
@@ -987,8 +987,8 @@ fn capacity_search_of_a_cold_regime_is_rejected() {
         .replace("cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3 }", "cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, capacity: { p95: 60s, factor: 2, steps: 3 } }")
         .fails(expect![[r#"
             error: regime `cold-steady` searches for capacity but is not warm and steady
-               --> pipeline.yaml:302:83
-            302 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, capacity: { p95: 60s, factor: 2, steps: 3 } }
+               --> pipeline.yaml:308:83
+            308 |   cold-steady: { start: cold, pattern: steady, rate: 0.05, requests: 3, capacity: { p95: 60s, factor: 2, steps: 3 } }
                 |                                                                                   ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
             help: a capacity search raises a steady rate on warm functions: make it `start: warm` and `pattern: steady`
         "#]]);
@@ -998,8 +998,8 @@ fn capacity_search_of_a_cold_regime_is_rejected() {
 fn capacity_factor_that_does_not_raise_the_rate_is_rejected() {
     Fixture::good().replace("capacity: { p95: 45s, factor: 1.3, steps: 6 }", "capacity: { p95: 45s, factor: 0.5, steps: 6 }").fails(expect![[r#"
         error: factor `0.5` does not raise the rate
-           --> pipeline.yaml:314:35
-        314 |     capacity: { p95: 45s, factor: 0.5, steps: 6 }
+           --> pipeline.yaml:320:35
+        320 |     capacity: { p95: 45s, factor: 0.5, steps: 6 }
             |                                   ^^^
         help: give a number above 1, like `1.5`
     "#]]);
@@ -1009,8 +1009,8 @@ fn capacity_factor_that_does_not_raise_the_rate_is_rejected() {
 fn need_nobody_produces_suggests_the_close_name() {
     Fixture::good().replace("needs: [audio_16k]", "needs: [audio_16]").fails(expect![[r#"
         error: transcribe needs `audio_16`, which no step produces and the request does not bring
-           --> pipeline.yaml:275:41
-        275 |       - { function: transcribe, needs: [audio_16], produces: [transcript] }
+           --> pipeline.yaml:281:41
+        281 |       - { function: transcribe, needs: [audio_16], produces: [transcript] }
             |                                         ^^^^^^^^
         help: did you mean `audio_16k`? artifacts it can need: `audio`, `audio_16k`, `clip`, `clips`, `compressed`, `detections`, `frames`, `items`, `match`, `matched`, `query`, `result`, `segments`, `transcript`, `video`; or add `audio_16` to a step's `produces` or to `dag.inputs`
     "#]]);
@@ -1020,8 +1020,8 @@ fn need_nobody_produces_suggests_the_close_name() {
 fn when_flag_nobody_produces_is_rejected() {
     Fixture::good().replace("when: matched", "when: matchd").fails(expect![[r#"
         error: compress-clip needs `matchd`, which no step produces and the request does not bring
-           --> pipeline.yaml:279:57
-        279 |       - { function: compress-clip, needs: [clip], when: matchd, produces: [compressed] }
+           --> pipeline.yaml:285:57
+        285 |       - { function: compress-clip, needs: [clip], when: matchd, produces: [compressed] }
             |                                                         ^^^^^^
         help: did you mean `matched`? artifacts it can need: `audio`, `audio_16k`, `clip`, `clips`, `compressed`, `detections`, `frames`, `items`, `match`, `matched`, `query`, `result`, `segments`, `transcript`, `video`; or add `matchd` to a step's `produces` or to `dag.inputs`
     "#]]);
@@ -1031,10 +1031,10 @@ fn when_flag_nobody_produces_is_rejected() {
 fn artifact_with_two_producers_points_at_the_second() {
     Fixture::good().replace("produces: [transcript] }", "produces: [transcript, audio] }").fails(expect![[r#"
         error: artifact `audio` has two producers: `extract-audio` and `transcribe`
-           --> pipeline.yaml:275:76
-        275 |       - { function: transcribe, needs: [audio_16k], produces: [transcript, audio] }
+           --> pipeline.yaml:281:76
+        281 |       - { function: transcribe, needs: [audio_16k], produces: [transcript, audio] }
             |                                                                            ^^^^^
-        help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[0].produces[0]`, line 263)
+        help: an artifact has one producer, so that every step knows what it gets: rename one of them (the first is `dag.steps[0].produces[0]`, line 269)
     "#]]);
 }
 
@@ -1042,8 +1042,8 @@ fn artifact_with_two_producers_points_at_the_second() {
 fn dataflow_cycle_is_named_step_by_step() {
     Fixture::good().replace("needs: [audio], produces: [segments]", "needs: [audio, clips], produces: [segments]").fails(expect![[r#"
         error: the steps form a cycle: detect-speech needs cut-clips needs detect-speech
-           --> pipeline.yaml:264:7
-        264 |     - { function: detect-speech, needs: [audio, clips], produces: [segments] }
+           --> pipeline.yaml:270:7
+        270 |     - { function: detect-speech, needs: [audio, clips], produces: [segments] }
             |       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
         help: a step runs once what it needs exists, so none of these can start: remove one of the needs
     "#]]);
@@ -1053,8 +1053,8 @@ fn dataflow_cycle_is_named_step_by_step() {
 fn request_step_cannot_need_an_items_artifact() {
     Fixture::good().replace("needs: [segments, items]", "needs: [segments, transcript]").fails(expect![[r#"
         error: answer needs `transcript`, which exists only inside each item of the fan-out (`transcribe`)
-           --> pipeline.yaml:266:45
-        266 |     - { function: answer, needs: [segments, transcript], produces: [result] }
+           --> pipeline.yaml:272:45
+        272 |     - { function: answer, needs: [segments, transcript], produces: [result] }
             |                                             ^^^^^^^^^^
         help: the request's steps see an item's artifacts through the fan-out's `collect` document: need that instead
     "#]]);
@@ -1066,8 +1066,8 @@ fn linear_step_gets_the_migration() {
         .replace("    - { function: extract-audio, needs: [video], produces: [audio] }", "    - extract-audio")
         .fails(expect![[r#"
             error: step `extract-audio` names only its function: a step now says which artifacts it needs and produces
-               --> pipeline.yaml:263:7
-            263 |     - extract-audio
+               --> pipeline.yaml:269:7
+            269 |     - extract-audio
                 |       ^^^^^^^^^^^^^
             help: write it as `{ function: extract-audio, needs: [...], produces: [...] }` with the names of the artifacts it reads and writes (pipeline.yaml's `dag:` shows every step of VideoSearcher)
         "#]]);
@@ -1077,8 +1077,8 @@ fn linear_step_gets_the_migration() {
 fn step_without_outputs_is_rejected() {
     Fixture::good().replace("needs: [video], produces: [audio] }", "needs: [video] }").fails(expect![[r#"
         error: step `extract-audio` produces nothing
-           --> pipeline.yaml:263:7
-        263 |     - { function: extract-audio, needs: [video] }
+           --> pipeline.yaml:269:7
+        269 |     - { function: extract-audio, needs: [video] }
             |       ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^
         help: list the artifacts its answer carries in `produces`: a step without outputs does nothing the DAG can see
     "#]]);
@@ -1088,8 +1088,8 @@ fn step_without_outputs_is_rejected() {
 fn result_must_be_an_artifact_of_the_request() {
     Fixture::good().replace("result: result", "result: detections").fails(expect![[r#"
         error: the request's answer needs `detections`, which exists only inside each item of the fan-out (`detect-objects`)
-           --> pipeline.yaml:282:11
-        282 |   result: detections
+           --> pipeline.yaml:288:11
+        288 |   result: detections
             |           ^^^^^^^^^^
         help: the request's steps see an item's artifacts through the fan-out's `collect` document: need that instead
     "#]]);
@@ -1101,8 +1101,8 @@ fn unused_output_is_a_warning() {
         .replace("needs: [video], produces: [audio] }", "needs: [video], produces: [audio, waveform] }")
         .warns(expect![[r#"
             warning: `waveform` is produced by `extract-audio` but nothing needs it
-               --> pipeline.yaml:263:68
-            263 |     - { function: extract-audio, needs: [video], produces: [audio, waveform] }
+               --> pipeline.yaml:269:68
+            269 |     - { function: extract-audio, needs: [video], produces: [audio, waveform] }
                 |                                                                    ^^^^^^^^
             help: need it in a step, or remove it (a step's unused output still costs its upload)
         "#]]);
@@ -1112,8 +1112,8 @@ fn unused_output_is_a_warning() {
 fn unused_request_input_is_a_warning() {
     Fixture::good().replace("    query: optional\n", "    query: optional\n    subtitles: optional\n").warns(expect![[r#"
         warning: request input `subtitles` is needed by no step
-           --> pipeline.yaml:262:5
-        262 |     subtitles: optional
+           --> pipeline.yaml:268:5
+        268 |     subtitles: optional
             |     ^^^^^^^^^
         help: need it in a step, or remove it from `dag.inputs`
     "#]]);
@@ -1123,8 +1123,8 @@ fn unused_request_input_is_a_warning() {
 fn fan_out_needing_its_own_collection_is_a_cycle() {
     Fixture::good().replace("needs: [clip], when: matched", "needs: [clip, items], when: matched").fails(expect![[r#"
         error: the steps form a cycle: the fan-out needs the fan-out
-           --> pipeline.yaml:268:11
-        268 |     over: clips
+           --> pipeline.yaml:274:11
+        274 |     over: clips
             |           ^^^^^
         help: a step runs once what it needs exists, so none of these can start: remove one of the needs
     "#]]);
