@@ -266,6 +266,11 @@ pub fn check_key(key: &str) -> Result<(), StageError> {
 fn classify(uri: &str, err: object_store::Error) -> StageError {
     match err {
         object_store::Error::NotFound { .. } => missing(uri),
+        // The function's own credentials: a deployment to mend, not an input.
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => StageError::internal(
+            "store_denied",
+            format!("{uri}: the object store refused this function's credentials; check the secrets named by `storage:` in pipeline.yaml ({err})"),
+        ),
         other => StageError::internal("store", format!("{uri}: {other}")),
     }
 }

@@ -440,6 +440,25 @@ async fn keys_that_could_escape_the_bucket_are_refused() {
     assert_eq!(std::fs::read_dir(root.path().join("buckets").join(BUCKET)).unwrap().count(), 0);
 }
 
+/// A function holding the wrong secret gets a classified error that says so,
+/// not a bare store failure.
+#[tokio::test]
+async fn the_stages_client_names_refused_credentials() {
+    let fx = Fixture::start();
+    fx.client().put(&ObjectPath::from("state.json"), PutPayload::from_static(b"{}")).await.unwrap();
+    let store = stage_runtime::Store::new(&stage_runtime::StoreConfig {
+        endpoint: fx.server.endpoint(),
+        bucket: BUCKET.into(),
+        region: "us-east-1".into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: "not-the-secret".into(),
+    })
+    .unwrap();
+    let err = store.get_bytes(&store.uri("state.json")).await.unwrap_err();
+    assert_eq!((err.code.as_str(), err.kind.status()), ("store_denied", 500), "{err}");
+    assert!(err.message.contains("credentials"), "{err}");
+}
+
 /// The stages' client reads a document whole only up to its limit; a larger
 /// one is refused before it is read, with the size and the limit.
 #[tokio::test]
