@@ -54,6 +54,18 @@ impl Fixture {
         self.client_with(ACCESS_KEY, SECRET_KEY)
     }
 
+    /// The stages' own store client, with `secret_key`.
+    pub fn stages_client(&self, secret_key: &str) -> stage_runtime::Store {
+        stage_runtime::Store::new(&stage_runtime::StoreConfig {
+            endpoint: self.server.endpoint(),
+            bucket: BUCKET.into(),
+            region: "us-east-1".into(),
+            access_key: ACCESS_KEY.into(),
+            secret_key: secret_key.into(),
+        })
+        .unwrap()
+    }
+
     /// Files left in the staging directory (there must be none between requests).
     pub fn staging_files(&self) -> Vec<std::path::PathBuf> {
         std::fs::read_dir(self.root.path().join("staging")).unwrap().map(|e| e.unwrap().path()).collect()
@@ -446,14 +458,7 @@ async fn keys_that_could_escape_the_bucket_are_refused() {
 async fn the_stages_client_names_refused_credentials() {
     let fx = Fixture::start();
     fx.client().put(&ObjectPath::from("state.json"), PutPayload::from_static(b"{}")).await.unwrap();
-    let store = stage_runtime::Store::new(&stage_runtime::StoreConfig {
-        endpoint: fx.server.endpoint(),
-        bucket: BUCKET.into(),
-        region: "us-east-1".into(),
-        access_key: ACCESS_KEY.into(),
-        secret_key: "not-the-secret".into(),
-    })
-    .unwrap();
+    let store = fx.stages_client("not-the-secret");
     let err = store.get_bytes(&store.uri("state.json")).await.unwrap_err();
     assert_eq!((err.code.as_str(), err.kind.status()), ("store_denied", 500), "{err}");
     assert!(err.message.contains("credentials"), "{err}");
@@ -469,14 +474,7 @@ async fn the_stages_client_refuses_to_read_a_huge_document_whole() {
     let limit = DOCUMENT_LIMIT as usize;
     s3.put(&ObjectPath::from("big.json"), PutPayload::from(vec![b' '; limit + 1])).await.unwrap();
     s3.put(&ObjectPath::from("fits.json"), PutPayload::from(vec![b' '; limit])).await.unwrap();
-    let store = stage_runtime::Store::new(&stage_runtime::StoreConfig {
-        endpoint: fx.server.endpoint(),
-        bucket: BUCKET.into(),
-        region: "us-east-1".into(),
-        access_key: ACCESS_KEY.into(),
-        secret_key: SECRET_KEY.into(),
-    })
-    .unwrap();
+    let store = fx.stages_client(SECRET_KEY);
     let err = store.get_bytes(&store.uri("big.json")).await.unwrap_err();
     assert_eq!((err.code.as_str(), err.kind.status()), ("document_too_large", 422), "{err}");
     assert!(err.message.contains(&format!("{} bytes", limit + 1)), "{err}");
