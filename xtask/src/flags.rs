@@ -239,6 +239,10 @@ pub enum BenchWhat {
     /// Measure the experiment's load generator alone: how late its starts
     /// are at a steady rate (goal: p99 below 1 ms at 200 req/s)
     Schedule(BenchSchedule),
+    /// Many requests while function processes are SIGKILLed at random: how
+    /// many succeeded, failed classified or were lost; unnamed objects,
+    /// orphaned uploads and temp folders (goal 0 each)
+    Soak(BenchSoak),
     /// Measure the embedded object store: concurrent uploads while others
     /// list the bucket, each upload's latency and the throughput
     Store(BenchStore),
@@ -256,6 +260,28 @@ pub struct BenchSearch {
     /// The query; the default is said in one clip of the test video
     #[arg(long, default_value = "glass of water")]
     pub query: String,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSoak {
+    /// Requests in all
+    #[arg(long, default_value_t = 50)]
+    pub requests: usize,
+    /// Requests in flight at once
+    #[arg(long, default_value_t = 3)]
+    pub concurrency: usize,
+    /// Function processes to SIGKILL (never the orchestrator)
+    #[arg(long, default_value_t = 10)]
+    pub kills: usize,
+    /// Mean time between kills
+    #[arg(long, default_value = "20s", value_parser = crate::pipeline::parse_duration)]
+    pub kill_every: std::time::Duration,
+    /// Seed of the kills' times and victims
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The video of every request (default: the synthesized test video)
+    #[arg(long)]
+    pub input: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

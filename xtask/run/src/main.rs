@@ -86,6 +86,11 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             bench::search(&pipeline, global, bench)?;
             Ok(ExitCode::SUCCESS)
         }
+        flags::Command::Bench(flags::Bench { what: Some(flags::BenchWhat::Soak(bench)), .. }) => {
+            let pipeline = pipeline::load(&global.file)?;
+            bench::soak::run(&pipeline, global, bench)?;
+            Ok(ExitCode::SUCCESS)
+        }
         flags::Command::Bench(flags::Bench { what: Some(flags::BenchWhat::Store(bench)), .. }) => {
             bench::store::run(bench)?;
             Ok(ExitCode::SUCCESS)

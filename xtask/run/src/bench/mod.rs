@@ -12,6 +12,7 @@ pub mod build;
 mod direct;
 mod report;
 mod search;
+pub mod soak;
 pub mod store;
 
 use std::path::Path;
