@@ -104,24 +104,26 @@ fn work_dir_prefix(function: &str, pid: u32) -> String {
     format!("{function}-{pid}-")
 }
 
-/// Remove the temp dirs of `function` whose process is gone (killed with
-/// SIGKILL mid-invocation, its dirs were never removed). Those of live
-/// replicas (other processes on this machine) stay. Returns how many went.
-pub(crate) fn sweep_work_dirs(function: &str) -> usize {
+/// The temp dirs of `function` whose process is gone (killed with SIGKILL
+/// mid-invocation, its dirs were never removed). Those of live replicas
+/// (other processes on this machine) are not among them.
+pub fn dead_work_dirs(function: &str) -> Vec<std::path::PathBuf> {
     let prefix = format!("{function}-");
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return 0 };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|rest| rest.split('-').next()?.parse::<u32>().ok()) else {
-            continue;
-        };
-        let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
-        if !alive && entry.path().is_dir() && std::fs::remove_dir_all(entry.path()).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.strip_prefix(&prefix)).and_then(|rest| rest.split('-').next()?.parse::<u32>().ok());
+            pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) && entry.path().is_dir()
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+/// Remove [`dead_work_dirs`] of `function`. Returns how many went.
+pub(crate) fn sweep_work_dirs(function: &str) -> usize {
+    dead_work_dirs(function).into_iter().filter(|dir| std::fs::remove_dir_all(dir).is_ok()).count()
 }
 
 impl Context {

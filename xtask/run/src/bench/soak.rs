@@ -124,7 +124,9 @@ async fn soak(pipeline: &Pipeline, gateway: &str, store: &stage_runtime::Store, 
     done.store(true, std::sync::atomic::Ordering::Relaxed);
     progress.finish_and_clear();
     let mut figures = Figures { killed: killer.await?, ..Figures::default() };
+    let mut states: Vec<(String, Option<serde_json::Value>)> = Vec::new();
     for (id, outcome) in outcomes {
+        states.push((id.clone(), outcome.as_ref().ok().map(|o| o.state.clone())));
         match outcome {
             Ok(o) if o.failure.is_none() && o.state["status"] == "succeeded" => figures.succeeded += 1,
             Ok(o) if o.state["status"] == "failed" && o.state["error"]["code"].is_string() => {
@@ -133,7 +135,9 @@ async fn soak(pipeline: &Pipeline, gateway: &str, store: &stage_runtime::Store, 
             Ok(o) => figures.lost.push((id.clone(), format!("the state says `{}`: {}", o.state["status"], o.failure.unwrap_or_default()))),
             Err(e) => figures.lost.push((id.clone(), format!("{e:#}"))),
         }
-        figures.unnamed.extend(unnamed(store, &id).await?);
+    }
+    for (id, state) in &states {
+        figures.unnamed.extend(unnamed(store, id, state.as_ref()).await?);
     }
     Ok(figures)
 }
@@ -149,7 +153,7 @@ fn function_processes(state_root: &Path) -> Vec<(i32, String)> {
             let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
             let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
             let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
-            vars.iter().any(|v| *v == marker.as_bytes()).then_some(())?;
+            vars.contains(&marker.as_bytes()).then_some(())?;
             let function = vars.iter().find_map(|v| v.strip_prefix(b"FUNCTION_NAME="))?;
             // `pid (comm) state ppid ...`: the comm may hold spaces, so count from its `)`.
             let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -165,13 +169,21 @@ fn function_processes(state_root: &Path) -> Vec<(i32, String)> {
         .collect()
 }
 
-/// Keys under `requests/<id>/` that its state does not name (the state itself aside).
-async fn unnamed(store: &stage_runtime::Store, id: &str) -> anyhow::Result<Vec<String>> {
+/// Keys under `requests/<id>/` that its state does not name (the state
+/// itself aside); `state` as its request read it, else read here.
+async fn unnamed(store: &stage_runtime::Store, id: &str, state: Option<&serde_json::Value>) -> anyhow::Result<Vec<String>> {
     let stored = store.list(&format!("requests/{id}/")).await?;
-    let Ok(bytes) = store.get_bytes(&store.uri(&format!("requests/{id}/state.json"))).await else {
-        return Ok(stored);
+    let read;
+    let state = match state {
+        Some(state) => state,
+        None => match store.get_bytes(&store.uri(&format!("requests/{id}/state.json"))).await {
+            Ok(bytes) => {
+                read = serde_json::from_slice::<serde_json::Value>(&bytes)?;
+                &read
+            }
+            Err(_) => return Ok(stored),
+        },
     };
-    let state: serde_json::Value = serde_json::from_slice(&bytes)?;
     fn collect(value: &serde_json::Value, into: &mut BTreeSet<String>) {
         match value {
             serde_json::Value::String(uri) => {
@@ -202,14 +214,6 @@ fn orphans(store_root: &Path, pipeline: &Pipeline) -> anyhow::Result<(usize, usi
     for dir in ["uploads", "staging"] {
         uploads += std::fs::read_dir(store_root.join(dir)).map_or(0, |entries| entries.count());
     }
-    let mut temp = 0;
-    for entry in std::fs::read_dir(std::env::temp_dir())? {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        let Some(rest) = pipeline.functions.iter().find_map(|f| name.strip_prefix(&format!("{}-", f.name))) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|pid| pid.parse::<u32>().ok()) else { continue };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            temp += 1;
-        }
-    }
+    let temp = pipeline.functions.iter().map(|function| stage_runtime::dead_work_dirs(&function.name).len()).sum();
     Ok((uploads, temp))
 }

@@ -199,8 +199,7 @@ impl Placer {
                 let env = contract::environment(pipeline, spec, &placement);
                 let reference = images.get(&spec.name).with_context(|| format!("no image for `{}`", spec.name))?;
                 let secrets = secrets.get(&spec.secrets).map_err(|name| anyhow::anyhow!("secret `{name}` is not declared"))?;
-                let program =
-                    Program::Image {
+                let program = Program::Image {
                     reference: reference.clone(),
                     memory_mb: spec.memory_mb,
                     cpu: spec.cpu,
