@@ -126,21 +126,18 @@ impl Iterator for MonoSamples {
     }
 }
 
+// The test helper the integration tests share.
+#[cfg(test)]
+#[path = "../tests/common/encode.rs"]
+mod wav_encode;
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hound::{WavSpec, WavWriter};
+    use hound::WavSpec;
     use std::io::Cursor;
 
-    fn encode<S: hound::Sample + Copy>(spec: WavSpec, samples: &[S]) -> Vec<u8> {
-        let mut bytes = Cursor::new(Vec::new());
-        let mut writer = WavWriter::new(&mut bytes, spec).unwrap();
-        samples
-            .iter()
-            .for_each(|&s| writer.write_sample(s).unwrap());
-        writer.finalize().unwrap();
-        bytes.into_inner()
-    }
+    use super::wav_encode::encode;
 
     #[test]
     fn int16_stereo_is_scaled_and_mixed_down() {

@@ -20,7 +20,11 @@ use std::io::Cursor;
 
 use detect_speech::wav::read_wav_from;
 use detect_speech::{read_wav_power, split};
-use hound::{SampleFormat, WavSpec, WavWriter};
+use hound::{SampleFormat, WavSpec};
+
+mod common {
+    pub mod encode;
+}
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
@@ -186,13 +190,7 @@ fn wav_bytes(samples: &[i16], sample_rate: u32) -> Vec<u8> {
         bits_per_sample: 16,
         sample_format: SampleFormat::Int,
     };
-    let mut bytes = Cursor::new(Vec::new());
-    let mut writer = WavWriter::new(&mut bytes, spec).unwrap();
-    samples
-        .iter()
-        .for_each(|&s| writer.write_sample(s).unwrap());
-    writer.finalize().unwrap();
-    bytes.into_inner()
+    common::encode::encode(spec, samples)
 }
 
 #[test]
