@@ -6,6 +6,7 @@
 
 mod input;
 mod output;
+pub mod overlap;
 
 use std::ffi::OsString;
 use std::io;

@@ -5,10 +5,7 @@ use std::process::Command;
 
 use transcribe::{transcribe, Options, Transcript};
 
-#[path = "common/spoken.rs"]
-mod spoken;
-
-use spoken::Overlap;
+use transcribe::overlap::Overlap;
 
 /// The least share of [`SENTENCES`]' content words PocketSphinx must hear, in order.
 /// Measured: 15/17 (88%); half of that, so a worse model or voice still passes

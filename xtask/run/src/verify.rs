@@ -5,13 +5,13 @@
 //! Architecture invariant: verify talks to the pipeline only the way a user
 //! would: through the gateway and the object store.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use serde::Deserialize;
 use stage_runtime::{Artifact, Artifacts, Invocation, Store};
+use transcribe::overlap::{said_between, Overlap, MIN_CLIP_OVERLAP};
 
 use crate::deploy::{Endpoints, Target};
 use crate::flags;
@@ -21,6 +21,8 @@ use crate::pipeline::Pipeline;
 /// video, whose spoken sentences and faces are known.
 struct Expected {
     sentences: Vec<String>,
+    /// When each sentence was spoken, in seconds.
+    speech_spans: Vec<(f64, f64)>,
     faces_shown: bool,
 }
 
@@ -31,7 +33,10 @@ pub fn run(pipeline: &Pipeline, target: &dyn Target, flags: &flags::Verify) -> a
         Some(path) => (path.clone(), None),
         None => {
             let media = crate::media::synthesize(&pipeline.dir.join(".cache/media"))?;
-            let expected = Expected { sentences: media.sentences.clone(), faces_shown: media.face_picture.is_some() };
+            let expected = Expected {
+                sentences: media.sentences.clone(),
+                speech_spans: media.speech_spans.clone(),
+                faces_shown: media.face_picture.is_some() };
             (media.video.clone(), Some(expected))
         }
     };
@@ -219,7 +224,7 @@ async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>, fa
     if expected.is_some() && segment_count < 3 {
         problems.push(format!("the test video yields {segment_count} clips; at least 3 expected"));
     }
-    let spoken: BTreeSet<String> = expected.map(|e| words(&e.sentences.join(" "))).unwrap_or_default();
+    let clips = state["artifacts"]["clips"].as_array().cloned().unwrap_or_default();
     let mut faces = 0;
     let mut frames_total = 0;
     for (scope, artifacts) in state["items"].as_object().into_iter().flatten() {
@@ -239,11 +244,24 @@ async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>, fa
         }
         if let Some(Artifact::One(uri)) = artifacts.get("transcript") {
             let transcript: serde_json::Value = serde_json::from_slice(&store.get_bytes(uri).await?)?;
-            let heard = words(transcript["text"].as_str().unwrap_or(""));
-            if heard.is_empty() {
-                problems.push(format!("{scope}: empty transcript"));
-            } else if expected.is_some() && heard.intersection(&spoken).next().is_none() {
-                problems.push(format!("{scope}: transcript `{}` shares no word with what was spoken", transcript["text"]));
+            let heard = transcript["text"].as_str().unwrap_or("");
+            let clip_uri = artifacts.get("clip").and_then(|a| a.uris().first()).map(String::as_str);
+            match expected {
+                // Any input: something must have been heard.
+                None if heard.trim().is_empty() => problems.push(format!("{scope}: empty transcript")),
+                None => {}
+                // The test video: what was said during this clip's segment must show.
+                Some(e) => match clips.iter().position(|clip| clip.as_str() == clip_uri) {
+                    None => problems.push(format!("{scope}: its clip is not one of the request's clips")),
+                    Some(i) => {
+                        let (from, to) = (segments["clips"][i]["start_s"].as_f64().unwrap_or(0.0), segments["clips"][i]["end_s"].as_f64().unwrap_or(0.0));
+                        let said = said_between(&e.sentences, &e.speech_spans, from, to);
+                        let overlap = Overlap::of(&said.join(" "), heard);
+                        if let Err(problem) = overlap.check(MIN_CLIP_OVERLAP) {
+                            problems.push(format!("{scope} ({from}..{to} s): transcript: {problem}\n{overlap}"));
+                        }
+                    }
+                },
             }
         }
         let frame_count = artifacts.get("frames").map_or(0, |a| a.uris().len());
@@ -289,14 +307,6 @@ async fn check(store: &Store, outcome: &Outcome, expected: Option<&Expected>, fa
     }
     println!("checked: {segment_count} segments, {} clips, {frames_total} frames, {faces} faces", outcome.clips);
     Ok(problems)
-}
-
-/// Lower-case words of three letters or more.
-fn words(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .filter(|w| w.len() >= 3)
-        .map(str::to_lowercase)
-        .collect()
 }
 
 /// Per stage: invocations, time, cold starts, memory and cost.

@@ -8,14 +8,8 @@ use std::path::Path;
 use serde_json::{json, Value};
 use stage_runtime::{Artifact, Artifacts, Invocation};
 
-use crate::spoken::Overlap;
 use crate::support::{self, Runtime};
-
-/// The least share of the content words spoken in a clip of the test video
-/// that its transcript must have, in order. Measured on the four clips
-/// (PocketSphinx on each, cut at the segments' bounds): 10/15, 15/17, 11/16
-/// and 14/14; half of the lowest.
-const MIN_CLIP_OVERLAP: f64 = 0.33;
+use ::transcribe::overlap::{said_between, Overlap, MIN_CLIP_OVERLAP};
 
 /// The repository's pipeline with the test folder's `.cache` shared with the repository's.
 fn runtime() -> Runtime {
@@ -99,8 +93,8 @@ fn verify_passes_and_every_stage_does_its_work_on_real_media() {
         assert_eq!((&hit["start_s"], hit["frames"].as_array().map(Vec::is_empty)), (&segment["start_s"], Some(false)), "{hit:#}");
     }
 
-    let sentences = media["sentences"].as_array().unwrap();
-    let spans = media["speech_spans"].as_array().unwrap();
+    let sentences: Vec<String> = serde_json::from_value(media["sentences"].clone()).unwrap();
+    let spans: Vec<(f64, f64)> = serde_json::from_value(media["speech_spans"].clone()).unwrap();
     assert_eq!(sentences.len(), spans.len(), "{media:#}");
     let mut sentences_in_clips = 0;
     let mut faces = 0;
@@ -117,10 +111,7 @@ fn verify_passes_and_every_stage_does_its_work_on_real_media() {
         let transcript = rt.get_json(items["transcript"].as_str().unwrap());
         let index = clips.iter().position(|clip| *clip == items["clip"]).unwrap_or_else(|| panic!("{scope}: clip {} is not one of {clips:?}", items["clip"]));
         let (from, to) = (segments[index]["start_s"].as_f64().unwrap(), segments[index]["end_s"].as_f64().unwrap());
-        let said: Vec<&str> = (0..sentences.len())
-            .filter(|&i| (from..to).contains(&((spans[i][0].as_f64().unwrap() + spans[i][1].as_f64().unwrap()) / 2.0)))
-            .map(|i| sentences[i].as_str().unwrap())
-            .collect();
+        let said = said_between(&sentences, &spans, from, to);
         sentences_in_clips += said.len();
         let overlap = Overlap::of(&said.join(" "), transcript["text"].as_str().unwrap());
         eprintln!("{scope} ({from}..{to} s): {overlap}");

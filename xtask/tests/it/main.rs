@@ -10,7 +10,4 @@ mod local;
 mod orchestrator;
 mod render;
 mod scaling;
-/// Transcript checks, shared with the transcribe crate's tests.
-#[path = "../../../stages/transcribe/tests/common/spoken.rs"]
-mod spoken;
 mod support;
