@@ -216,6 +216,13 @@ fn bad_inputs_end_in_classified_errors_and_nothing_half_written() {
         bytes.extend(std::iter::repeat_n(0x5a, 4096));
         bytes
     };
+    // Bit rot: every 499th byte of the whole video with one bit flipped
+    // (its length kept, its container and streams both hit).
+    let flipped = {
+        let mut bytes = std::fs::read(media["video"].as_str().unwrap()).unwrap();
+        bytes.iter_mut().step_by(499).for_each(|b| *b ^= 0x10);
+        bytes
+    };
     let upload = |id: &str, file: &str| rt.upload(Path::new(media[file].as_str().unwrap()), &format!("requests/{id}/input/video.mp4"));
     // Beyond the declared `parameters.input`: 2 GiB (a sparse file, zeros
     // that are never a video: refused from the store's metadata before any
@@ -233,6 +240,7 @@ fn bad_inputs_end_in_classified_errors_and_nothing_half_written() {
     let cases: Vec<(&str, String, u16, &str)> = vec![
         ("zero-byte", rt.put_bytes("requests/zero-byte/input/video.mp4", Vec::new()), 422, "empty_input"),
         ("corrupt", rt.put_bytes("requests/corrupt/input/video.mp4", corrupt), 422, "bad_media"),
+        ("bit-flipped", rt.put_bytes("requests/bit-flipped/input/video.mp4", flipped), 422, "bad_media"),
         ("no-audio", upload("no-audio", "silent_video"), 422, "no_audio"),
         ("audio-only", upload("audio-only", "audio_only"), 422, "no_video"),
         ("missing", rt.store.uri("requests/missing/input/video.mp4"), 404, "missing_object"),
