@@ -18,6 +18,8 @@ use crate::local::store::Store;
 const BUCKET: &str = "bench";
 const ACCESS_KEY: &str = "bench-access";
 const SECRET_KEY: &str = "bench-secret-key";
+/// Transfers of each size in the sequential part.
+const SEQUENTIAL_RUNS: usize = 9;
 
 pub fn run(flags: &BenchStore) -> anyhow::Result<()> {
     anyhow::ensure!(flags.uploads > 0 && flags.mib > 0, "--uploads and --mib must be above 0");
@@ -41,6 +43,27 @@ async fn measure(flags: &BenchStore) -> anyhow::Result<()> {
             .with_checksum_algorithm(Checksum::SHA256)
             .build()?,
     );
+
+    // One client, one object at a time: what a stage waits for per transfer.
+    println!("one upload, then its download, at a time (median of {SEQUENTIAL_RUNS}):");
+    for size in [1usize << 10, 64 << 10, 1 << 20, 8 << 20] {
+        let body: bytes::Bytes = vec![7u8; size].into();
+        let (mut put, mut get) = (Vec::new(), Vec::new());
+        for i in 0..SEQUENTIAL_RUNS {
+            let path = ObjectPath::from(format!("sequential/{size}/{i}"));
+            let at = Instant::now();
+            s3.put(&path, PutPayload::from(body.clone())).await?;
+            put.push(at.elapsed());
+            let at = Instant::now();
+            s3.get(&path).await?.bytes().await?;
+            get.push(at.elapsed());
+        }
+        let median = |mut d: Vec<Duration>| {
+            d.sort();
+            d[d.len() / 2].as_secs_f64() * 1000.0
+        };
+        println!("  {:>5} KiB: upload {:>6.1} ms, download {:>6.1} ms", size >> 10, median(put), median(get));
+    }
 
     // A bucket with history, so that a listing has work to do.
     let small = PutPayload::from_static(b"{\"state\":\"done\"}");

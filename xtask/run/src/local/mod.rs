@@ -22,7 +22,7 @@ mod runtime;
 mod scaler;
 mod secrets;
 mod state;
-pub mod store;
+pub use embedded_store as store;
 
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -4,11 +4,13 @@
 //!
 //! `x-amz-content-sha256` with a concrete hash is verified by s3s itself
 //! (`sig_v4::UploadStream` fails the body stream at its end); that failure is
-//! reported here as `XAmzContentSHA256Mismatch`.
+//! reported here as `XAmzContentSHA256Mismatch`. A client that declares the
+//! same digest as `x-amz-checksum-sha256` (object_store does) has it checked
+//! by that verification alone: the body is not hashed a second time.
 
 use std::path::Path;
 
-use axum::http::{HeaderMap, StatusCode};
+use http::{HeaderMap, StatusCode};
 use base64::Engine as _;
 use futures::StreamExt as _;
 use md5::Digest as _;
@@ -32,6 +34,8 @@ pub(super) struct Declared {
     pub algorithm: Option<ChecksumAlgorithm>,
     /// `x-amz-trailer`: a checksum that arrives after the body.
     pub trailer: Option<String>,
+    /// `x-amz-content-sha256` when it is a digest (s3s verifies it).
+    pub content_sha256: Option<[u8; 32]>,
 }
 
 impl Declared {
@@ -44,7 +48,18 @@ impl Declared {
             .get("x-amz-trailer")
             .and_then(|v| v.to_str().ok())
             .map(|v| v.trim().to_ascii_lowercase());
-        Self { content_md5, checksum, algorithm, trailer }
+        let content_sha256 = headers
+            .get("x-amz-content-sha256")
+            .and_then(|v| hex::decode(v.as_bytes()).ok())
+            .and_then(|digest| <[u8; 32]>::try_from(digest).ok());
+        Self { content_md5, checksum, algorithm, trailer, content_sha256 }
+    }
+
+    /// Whether the declared `x-amz-checksum-sha256` is the signed payload
+    /// digest, which s3s verifies over the same bytes.
+    fn sha256_verified_by_signature(&self) -> bool {
+        let declared = self.checksum.checksum_sha256.as_deref().and_then(|v| decode_digest(v, 32));
+        matches!((declared, &self.content_sha256), (Some(declared), Some(signed)) if declared == signed)
     }
 }
 
@@ -86,7 +101,11 @@ fn slot<'a>(c: &'a mut Checksum, algorithm: &str) -> &'a mut Option<String> {
 fn hasher_for(declared: &Declared) -> S3Result<ChecksumHasher> {
     let mut hasher = ChecksumHasher::default();
     let mut declared_checksum = declared.checksum.clone();
+    let signed_sha256 = declared.sha256_verified_by_signature();
     for (algorithm, header, _) in ALGORITHMS {
+        if algorithm == ChecksumAlgorithm::SHA256 && signed_sha256 {
+            continue;
+        }
         let wanted = slot(&mut declared_checksum, algorithm).is_some()
             || declared.algorithm.as_ref().is_some_and(|a| a.as_str() == algorithm)
             || declared.trailer.as_deref() == Some(header);
@@ -127,6 +146,8 @@ pub(super) async fn receive(
     };
     check_declared_format(&mut declared.checksum)?;
     let mut hasher = hasher_for(&declared)?;
+    // Decided before any trailer adds checksums: those are always computed.
+    let signed_sha256 = declared.sha256_verified_by_signature();
 
     let staging = staging.to_owned();
     let temp = tokio::task::spawn_blocking(move || tempfile::Builder::new().prefix("body-").tempfile_in(staging))
@@ -163,7 +184,11 @@ pub(super) async fn receive(
     if content_md5.is_some_and(|want| want != md5) {
         return Err(s3_error!(BadDigest, "the Content-MD5 you specified did not match what was received"));
     }
-    let computed = hasher.finalize();
+    let mut computed = hasher.finalize();
+    if signed_sha256 {
+        // The stream ended without s3s's mismatch error: the body has this digest.
+        computed.checksum_sha256 = declared.checksum.checksum_sha256.clone();
+    }
     if let Some(header) = mismatch(&declared.checksum, &computed) {
         return Err(s3_error!(BadDigest, "the {header} you specified did not match what was received"));
     }
