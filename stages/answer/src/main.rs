@@ -20,25 +20,38 @@ fn main() -> ExitCode {
     })
 }
 
+/// The URIs of `(item, uri)` pairs.
+fn uris<'a>(wanted: &[(usize, &'a str)]) -> Vec<&'a str> {
+    wanted.iter().map(|(_, uri)| *uri).collect()
+}
+
 impl Handler for Answer {
     fn handle(&self, cx: &Context, inv: &Invocation) -> Result<Artifacts, StageError> {
         let segments: Segments = cx.get_json(one(inv, "segments")?)?;
         let items: Items = cx.get_json(one(inv, "items")?)?;
         answer::check(&segments, &items)?;
-        let mut fetched = Vec::with_capacity(items.items.len());
-        for item in &items.items {
-            let hit = item.is_hit()?;
-            let mut docs = Fetched::default();
+        // Which documents each item needs, then each kind all at once.
+        let (mut matches, mut transcripts, mut detections) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, item) in items.items.iter().enumerate() {
             if let Some(uri) = item.uri("match")? {
-                docs.matched = Some(cx.get_json(uri)?);
+                matches.push((i, uri));
             }
-            if hit {
-                docs.transcript = Some(cx.get_json(item.required("transcript")?)?);
+            if item.is_hit()? {
+                transcripts.push((i, item.required("transcript")?));
                 if let Some(uri) = item.uri("detections")? {
-                    docs.detections = Some(cx.get_json(uri)?);
+                    detections.push((i, uri));
                 }
             }
-            fetched.push(docs);
+        }
+        let mut fetched: Vec<Fetched> = items.items.iter().map(|_| Fetched::default()).collect();
+        for ((i, _), doc) in matches.iter().zip(cx.get_json_all(&uris(&matches))?) {
+            fetched[*i].matched = Some(doc);
+        }
+        for ((i, _), doc) in transcripts.iter().zip(cx.get_json_all(&uris(&transcripts))?) {
+            fetched[*i].transcript = Some(doc);
+        }
+        for ((i, _), doc) in detections.iter().zip(cx.get_json_all(&uris(&detections))?) {
+            fetched[*i].detections = Some(doc);
         }
         let result = answer::assemble(&segments, &items, &fetched, self.per_minute)?;
         Ok(Artifacts::from([("result".to_string(), Artifact::One(cx.put_json(&result, "result.json")?))]))

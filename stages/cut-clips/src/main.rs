@@ -34,7 +34,8 @@ impl Handler for CutClips {
     fn handle(&self, cx: &Context, inv: &Invocation) -> Result<Artifacts, StageError> {
         let segments: Segments = cx.get_json(stage_runtime::one(inv, "segments")?)?;
         let video = cx.fetch(inv, "video", "input")?;
-        let mut clips = Vec::with_capacity(segments.clips.len());
+        // Each clip is uploaded while the next one is cut.
+        let mut uploads = Vec::with_capacity(segments.clips.len());
         for clip in &segments.clips {
             if !(clip.end_s > clip.start_s && clip.start_s >= 0.0) {
                 return Err(StageError::bad_input(
@@ -45,9 +46,9 @@ impl Handler for CutClips {
             let name = cut_clips::clip_name(clip.index);
             let out = cx.work_dir().join(&name);
             cx.run(&mut cut_clips::command(&video, clip.start_s, clip.end_s, &out), ErrorKind::Unprocessable)?;
-            clips.push(cx.put(&out, &name)?);
-            std::fs::remove_file(&out).ok();
+            uploads.push(cx.put_in_background(out, &name)?);
         }
+        let clips = cx.finish_uploads(uploads)?;
         Ok(Artifacts::from([("clips".to_string(), Artifact::Many(clips))]))
     }
 }

@@ -2,6 +2,7 @@
 //! invocation ends), claim-check I/O under `requests/<id>/<function>/…`, and a
 //! way to run tools that measures their time and memory and can be cancelled.
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,6 +37,8 @@ pub(crate) struct Usage {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) tool_us: AtomicU64,
+    /// Time spent waiting on the object store (downloads, uploads, documents).
+    pub(crate) store_us: AtomicU64,
     /// Largest peak RSS (KiB) of any child process this invocation ran.
     pub(crate) child_max_rss_kb: AtomicU64,
 }
@@ -54,6 +57,25 @@ impl Usage {
 /// The most of a tool's standard output a stage reads (its answer: a
 /// transcript, a probe); a tool that writes more fails the invocation.
 pub const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
+/// An upload started by [`Context::put_in_background`]; cancelled if dropped.
+pub struct Upload(tokio::task::JoinHandle<Result<(String, u64), StageError>>);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The niceness tools run at. A tool (ffmpeg, PocketSphinx) is batch work
+/// that keeps a core busy for seconds; the function's own threads (its
+/// HTTP server, its store transfers) and the store and gateway it talks to
+/// are short bursts that wait on each other. At the same priority every such
+/// burst waits behind the tools for its turn on a busy machine, and an
+/// invocation's dozen hops to the store and back cost it tens of
+/// milliseconds; a step lower, a burst takes a core when it wakes. Tools
+/// still get all the CPU nobody else wants, and share it among themselves as
+/// before.
+const TOOL_NICE: libc::c_int = 10;
 /// The end of a tool's standard error that is kept (for error messages).
 const STDERR_KEPT: usize = 64 * 1024;
 
@@ -195,38 +217,97 @@ impl Context {
     pub fn fetch_uri(&self, uri: &str, file_name: &str) -> Result<PathBuf, StageError> {
         self.check_cancelled()?;
         let dest = self.work_dir().join(file_name);
-        let bytes = self.rt.block_on(self.store.download(uri, &dest))?;
+        let bytes = self.stored(self.store.download(uri, &dest))?;
         self.usage.bytes_in.fetch_add(bytes, Ordering::Relaxed);
         Ok(dest)
     }
 
     /// A small JSON document from the store.
     pub fn get_json<T: DeserializeOwned>(&self, uri: &str) -> Result<T, StageError> {
-        let bytes = self.rt.block_on(self.store.get_bytes(uri))?;
+        let bytes = self.stored(self.store.get_bytes(uri))?;
+        self.parse_json(uri, &bytes)
+    }
+
+    /// Small JSON documents from the store, all requested at once (a round
+    /// trip each, side by side); in the order of `uris`.
+    pub fn get_json_all<T: DeserializeOwned>(&self, uris: &[&str]) -> Result<Vec<T>, StageError> {
+        let fetched = self.stored(futures::future::try_join_all(uris.iter().map(|uri| self.store.get_bytes(uri))))?;
+        uris.iter().zip(fetched).map(|(uri, bytes)| self.parse_json(uri, &bytes)).collect()
+    }
+
+    fn parse_json<T: DeserializeOwned>(&self, uri: &str, bytes: &[u8]) -> Result<T, StageError> {
         self.usage.bytes_in.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        serde_json::from_slice(&bytes)
+        serde_json::from_slice(bytes)
             .map_err(|e| StageError::bad_input("bad_document", format!("{uri} is not the JSON expected: {e}")))
     }
 
     /// Upload a file from the work dir as output `name`; returns its URI.
     pub fn put(&self, src: &Path, name: &str) -> Result<String, StageError> {
         self.check_cancelled()?;
-        let (uri, bytes) = self.rt.block_on(self.store.upload(src, &self.output_key(name)))?;
+        let (uri, bytes) = self.stored(self.store.upload(src, &self.output_key(name)))?;
         self.usage.bytes_out.fetch_add(bytes, Ordering::Relaxed);
         Ok(uri)
+    }
+
+    /// Start uploading the work-dir file `src` as output `name` and return
+    /// at once, so that the next tool run overlaps the transfer; the file is
+    /// removed once it is stored. [`Context::finish_uploads`] waits for it;
+    /// an [`Upload`] dropped unfinished (the handler failed) is cancelled, so
+    /// nothing is written after the invocation ended.
+    pub fn put_in_background(&self, src: PathBuf, name: &str) -> Result<Upload, StageError> {
+        self.check_cancelled()?;
+        let (store, key) = (self.store.clone(), self.output_key(name));
+        Ok(Upload(self.rt.spawn(async move {
+            let stored = store.upload(&src, &key).await;
+            let _ = tokio::fs::remove_file(&src).await;
+            stored
+        })))
+    }
+
+    /// Wait for `uploads`; their URIs, in order. The time waited counts as
+    /// store time, the part that overlapped tool runs does not.
+    pub fn finish_uploads(&self, uploads: Vec<Upload>) -> Result<Vec<String>, StageError> {
+        let mut uploads = uploads;
+        let handles = uploads.iter_mut().map(|upload| &mut upload.0);
+        let done = self.stored(futures::future::join_all(handles));
+        let mut uris = Vec::with_capacity(done.len());
+        for result in done {
+            let (uri, bytes) = result.map_err(|e| StageError::internal("panic", format!("an upload task failed: {e}")))??;
+            self.usage.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+            uris.push(uri);
+        }
+        Ok(uris)
     }
 
     pub fn put_json<T: Serialize>(&self, value: &T, name: &str) -> Result<String, StageError> {
         self.check_cancelled()?;
         let bytes = serde_json::to_vec_pretty(value).map_err(anyhow::Error::from)?;
         self.usage.bytes_out.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        self.rt.block_on(self.store.put_bytes(&self.output_key(name), bytes.into()))
+        self.stored(self.store.put_bytes(&self.output_key(name), bytes.into()))
+    }
+
+    /// Wait for a call to the store and count its time.
+    fn stored<T>(&self, call: impl std::future::Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = self.rt.block_on(call);
+        self.usage.store_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        out
     }
 
     /// Run in-process tool work (e.g. model inference) and count its time.
-    pub fn tool<T>(&self, work: impl FnOnce() -> T) -> T {
+    /// It runs on a thread of its own at the tools' niceness ([`TOOL_NICE`]),
+    /// as a tool process would.
+    pub fn tool<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
         let started = Instant::now();
-        let out = work();
+        // A thread that cannot start panics here, which the server answers as an internal error.
+        let out = std::thread::scope(|scope| {
+            let worker = scope.spawn(|| {
+                // SAFETY: setpriority(2) on this thread only (on Linux a thread id is a PRIO_PROCESS target).
+                unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, TOOL_NICE) };
+                work()
+            });
+            worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        });
         self.add_tool_time(started.elapsed());
         out
     }
@@ -243,6 +324,13 @@ impl Context {
         let program = cmd.get_program().to_string_lossy().into_owned();
         let oom_kills_before = crate::memory::oom_kills();
         let started = Instant::now();
+        // SAFETY: setpriority(2) is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setpriority(libc::PRIO_PROCESS, 0, TOOL_NICE);
+                Ok(())
+            });
+        }
         let mut child = cmd
             .current_dir(self.work_dir())
             .stdin(Stdio::null())

@@ -55,6 +55,9 @@ pub struct Metrics {
     pub duration_ms: f64,
     /// Time spent in tool calls (child processes, model inference).
     pub tool_ms: f64,
+    /// Time spent waiting on the object store: inputs downloaded, outputs uploaded.
+    #[serde(default)]
+    pub store_ms: f64,
     /// First request served by this process.
     pub cold_start: bool,
     /// The declared memory limit.

@@ -28,7 +28,7 @@ mod store;
 #[cfg(feature = "server")]
 pub use config::{parse_duration, parse_var, var, Config, StoreConfig};
 #[cfg(feature = "server")]
-pub use context::{dead_work_dirs, many, one, Context, ToolOutput};
+pub use context::{dead_work_dirs, many, one, Context, ToolOutput, Upload};
 pub use envelope::{Artifact, Artifacts, ErrorResponse, Invocation, Metrics, Response, QUEUE_WAIT_HEADER};
 pub use error::{ErrorKind, StageError};
 #[cfg(feature = "server")]

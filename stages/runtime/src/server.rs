@@ -178,6 +178,7 @@ async fn invoke<H: Handler>(State(s): State<Arc<Shared<H>>>, body: Bytes) -> Htt
     let metrics = Metrics {
         duration_ms: duration.as_secs_f64() * 1000.0,
         tool_ms: usage.tool_us.load(Ordering::Relaxed) as f64 / 1000.0,
+        store_ms: usage.store_us.load(Ordering::Relaxed) as f64 / 1000.0,
         cold_start,
         memory_limit_mb: s.config.memory_limit_mb,
         peak_rss_mb: peak_kb as f64 / 1024.0,
@@ -241,11 +242,14 @@ fn log_line(function: &str, inv: &Invocation, status: u16, m: &Metrics, err: Opt
         "ts_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
         "request_id": inv.request_id,
         "function": function,
+        // The replica: more than one may write the same log.
+        "pid": std::process::id(),
         "scope": inv.scope,
         "status": status,
         "error": err.map(|e| e.code.as_str()),
         "duration_ms": (m.duration_ms * 1000.0).round() / 1000.0,
         "tool_ms": (m.tool_ms * 1000.0).round() / 1000.0,
+        "store_ms": (m.store_ms * 1000.0).round() / 1000.0,
         "cold_start": m.cold_start,
         "memory_limit_mb": m.memory_limit_mb,
         "peak_rss_mb": (m.peak_rss_mb * 10.0).round() / 10.0,

@@ -95,7 +95,9 @@ impl Store {
         let key = self.key_of(uri)?;
         let result = self.inner.get(&ObjectPath::from(key.as_str())).await.map_err(|e| classify(uri, e))?;
         let mut stream = result.into_stream();
-        let mut file = tokio::fs::File::create(dest).await.map_err(|e| io_error(dest, e))?;
+        // Written in large pieces: each write of a tokio file is a round trip to a blocking thread.
+        let file = tokio::fs::File::create(dest).await.map_err(|e| io_error(dest, e))?;
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let mut bytes = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| classify(uri, e))?;

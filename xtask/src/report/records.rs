@@ -65,6 +65,9 @@ pub struct InvocationRecord {
     /// Outside the function: gateway, queueing, cold start, transfer.
     pub outside_ms: f64,
     pub tool_ms: f64,
+    /// Waiting on the object store (inside `duration_ms`).
+    #[serde(default)]
+    pub store_ms: f64,
     pub cold_start: bool,
     /// The regime expected the opposite (`cold_start` false in a cold
     /// regime, true in a warm one after warm-up): left out of the figures.
@@ -103,6 +106,7 @@ pub fn invocations(request_id: &str, warmup: bool, state: &serde_json::Value, co
                 duration_ms: number("duration_ms"),
                 outside_ms: (elapsed_ms - number("duration_ms")).max(0.0),
                 tool_ms: number("tool_ms"),
+                store_ms: number("store_ms"),
                 cold_start,
                 mismatch: !warmup && cold_start != cold,
                 memory_limit_mb: metrics["memory_limit_mb"].as_u64().unwrap_or(0),
