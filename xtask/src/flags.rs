@@ -243,6 +243,10 @@ pub enum BenchWhat {
     /// many succeeded, failed classified or were lost; unnamed objects,
     /// orphaned uploads and temp folders (goal 0 each)
     Soak(BenchSoak),
+    /// Peak memory of every function with its max_inflight calls in flight,
+    /// against its limit (goal: none above 80 %), and of detect-speech on 3
+    /// and 30 minutes of speech (goal: below 64 MiB, independent of length)
+    Memory(BenchMemory),
     /// Measure the embedded object store: concurrent uploads while others
     /// list the bucket, each upload's latency and the throughput
     Store(BenchStore),
@@ -282,6 +286,14 @@ pub struct BenchSoak {
     /// The video of every request (default: the synthesized test video)
     #[arg(long)]
     pub input: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchMemory {
+    /// Requests of the test video sent at once (default: the largest
+    /// max_inflight of a function the entry calls)
+    #[arg(long)]
+    pub requests: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -91,6 +91,11 @@ fn run(xtask: flags::Xtask) -> anyhow::Result<ExitCode> {
             bench::soak::run(&pipeline, global, bench)?;
             Ok(ExitCode::SUCCESS)
         }
+        flags::Command::Bench(flags::Bench { what: Some(flags::BenchWhat::Memory(bench)), .. }) => {
+            let pipeline = pipeline::load(&global.file)?;
+            bench::memory::run(&pipeline, global, bench)?;
+            Ok(ExitCode::SUCCESS)
+        }
         flags::Command::Bench(flags::Bench { what: Some(flags::BenchWhat::Store(bench)), .. }) => {
             bench::store::run(bench)?;
             Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@
 
 pub mod build;
 mod direct;
+pub mod memory;
 mod report;
 mod search;
 pub mod soak;
@@ -29,6 +30,27 @@ use crate::verify;
 use direct::Direct;
 use report::{Figures, Request};
 use xtask::report::records::{self, InvocationRecord, RequestRecord, Summary};
+
+/// A local runtime of a bench's own in `<state_dir>` (default
+/// `.xtask/<default_dir>`), on free ports, refused if an earlier one still
+/// runs there; `what` says why it must be `local`.
+fn own_local_runtime<'p>(pipeline: &'p Pipeline, global: &flags::Global, default_dir: &str, what: &str) -> anyhow::Result<Embedded<'p>> {
+    let (name, target) = pipeline.target(global.target.as_deref())?;
+    if !matches!(target.kind, TargetKind::Local(_)) {
+        bail!("{what}; target `{name}` is not a `local` one\nhelp: use --target local");
+    }
+    // Free ports for the bench's own runtime, which inherits them. Set before
+    // this process starts any thread.
+    for var in ["XTASK_GATEWAY_PORT", "XTASK_STORE_PORT"] {
+        std::env::set_var(var, "0");
+    }
+    let root = global.state_dir.clone().unwrap_or_else(|| Path::new(".xtask").join(default_dir));
+    let runtime = Embedded::new(pipeline, name, target.kind.clone(), &root)?;
+    if let Some(pid) = runtime.runtime_pid()? {
+        bail!("a runtime of an earlier bench still runs (pid {pid})\nhelp: stop it with `cargo xtask teardown --state-dir {}`", root.display());
+    }
+    Ok(runtime)
+}
 
 /// Measure, print the figures and write them to `<state_dir>/bench.json`
 /// (`.xtask/bench-<target>` unless `--state-dir` says otherwise).

@@ -15,28 +15,17 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::Context as _;
 use futures::StreamExt as _;
 use rand::{Rng as _, SeedableRng as _};
 
-use crate::deploy::{Embedded, Target};
+use crate::deploy::Target;
 use crate::flags;
 use crate::pipeline::Pipeline;
 use crate::verify;
 
 pub fn run(pipeline: &Pipeline, global: &flags::Global, flags: &flags::BenchSoak) -> anyhow::Result<()> {
-    let (name, target) = pipeline.target(global.target.as_deref())?;
-    if !matches!(target.kind, crate::pipeline::TargetKind::Local(_)) {
-        bail!("bench soak kills processes of a local runtime of its own; target `{name}` is not a `local` one\nhelp: use --target local");
-    }
-    for var in ["XTASK_GATEWAY_PORT", "XTASK_STORE_PORT"] {
-        std::env::set_var(var, "0");
-    }
-    let root = global.state_dir.clone().unwrap_or_else(|| Path::new(".xtask").join("bench-soak"));
-    let runtime = Embedded::new(pipeline, name, target.kind.clone(), &root)?;
-    if let Some(pid) = runtime.runtime_pid()? {
-        bail!("a runtime of an earlier bench still runs (pid {pid})\nhelp: stop it with `cargo xtask teardown --state-dir {}`", root.display());
-    }
+    let runtime = super::own_local_runtime(pipeline, global, "bench-soak", "bench soak kills processes of a local runtime of its own")?;
     let input = match &flags.input {
         Some(input) => input.clone(),
         None => crate::media::synthesize(&pipeline.dir.join(".cache/media"))?.video,
@@ -94,7 +83,7 @@ async fn soak(pipeline: &Pipeline, gateway: &str, store: &stage_runtime::Store, 
             while killed < kills && !done.load(std::sync::atomic::Ordering::Relaxed) {
                 // Uniform in 0.5..1.5 × the mean gap.
                 tokio::time::sleep(every.mul_f64(rng.random_range(0.5..1.5))).await;
-                let victims = function_processes(&state_root);
+                let victims = function_processes(&state_root, false);
                 if victims.is_empty() {
                     continue;
                 }
@@ -142,10 +131,11 @@ async fn soak(pipeline: &Pipeline, gateway: &str, store: &stage_runtime::Store, 
     Ok(figures)
 }
 
-/// Live processes of this runtime's functions, but the orchestrator: they
-/// carry `XTASK_STATE_DIR` in their environment, and their parent does not
-/// (their tools, ffmpeg and the like, inherit it from them).
-fn function_processes(state_root: &Path) -> Vec<(i32, String)> {
+/// Live processes of this runtime's functions, the orchestrator only if
+/// `orchestrator`: they carry `XTASK_STATE_DIR` in their environment, and
+/// their parent does not (their tools, ffmpeg and the like, inherit it from
+/// them).
+pub(super) fn function_processes(state_root: &Path, orchestrator: bool) -> Vec<(i32, String)> {
     let marker = format!("XTASK_STATE_DIR={}", state_root.display());
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let marked: Vec<(i32, i32, String)> = entries
@@ -164,7 +154,7 @@ fn function_processes(state_root: &Path) -> Vec<(i32, String)> {
     let pids: BTreeSet<i32> = marked.iter().map(|(pid, _, _)| *pid).collect();
     marked
         .into_iter()
-        .filter(|(_, ppid, function)| !pids.contains(ppid) && function != "orchestrator")
+        .filter(|(_, ppid, function)| !pids.contains(ppid) && (orchestrator || function != "orchestrator"))
         .map(|(pid, _, function)| (pid, function))
         .collect()
 }
