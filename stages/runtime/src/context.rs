@@ -295,19 +295,9 @@ impl Context {
     }
 
     /// Run in-process tool work (e.g. model inference) and count its time.
-    /// It runs on a thread of its own at the tools' niceness ([`TOOL_NICE`]),
-    /// as a tool process would.
-    pub fn tool<T: Send>(&self, work: impl FnOnce() -> T + Send) -> T {
+    pub fn tool<T>(&self, work: impl FnOnce() -> T) -> T {
         let started = Instant::now();
-        // A thread that cannot start panics here, which the server answers as an internal error.
-        let out = std::thread::scope(|scope| {
-            let worker = scope.spawn(|| {
-                // SAFETY: setpriority(2) on this thread only (on Linux a thread id is a PRIO_PROCESS target).
-                unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, TOOL_NICE) };
-                work()
-            });
-            worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        });
+        let out = work();
         self.add_tool_time(started.elapsed());
         out
     }
