@@ -492,9 +492,9 @@ fn docker_target(ws: &Workspace, images: &Value) {
     ok(&["teardown"]);
     assert!(FUNCTIONS.iter().all(|f| containers(f).is_empty()), "teardown removes every container");
     let yaml = std::fs::read_to_string(ws.path("pipeline.yaml")).unwrap();
-    let declared = "  detect-objects:\n    source: stages/detect-objects\n    memory: 512Mi\n";
-    assert!(yaml.contains(declared), "pipeline.yaml declares detect-objects with 512Mi");
-    std::fs::write(ws.path("pipeline.yaml"), yaml.replace(declared, &declared.replace("512Mi", "40Mi"))).unwrap();
+    let declared = "    memory: 768Mi\n";
+    assert_eq!(yaml.matches(declared).count(), 1, "pipeline.yaml declares only detect-objects with 768Mi");
+    std::fs::write(ws.path("pipeline.yaml"), yaml.replace(declared, &declared.replace("768Mi", "40Mi"))).unwrap();
     ok(&["deploy"]);
     let (code, stdout, stderr) = xtask(&["verify", "--json", ws.path("oom.json").to_str().unwrap()]);
     assert_eq!(code, Some(1), "verify fails\nstdout:\n{stdout}\nstderr:\n{stderr}");
