@@ -437,7 +437,7 @@ fn a_rollout_that_never_gets_ready_ends_at_its_deadline_with_each_diagnosis() {
             help: push it where the cluster pulls from (`cargo xtask build --push`); OpenFaaS CE pulls only images anyone may pull
           sample-frames: no node can take its pod: 0/3 nodes are available: 3 Insufficient memory.
             help: lower `functions.sample-frames.memory`/`cpu`, or add nodes
-          transcribe: killed for memory (limit 512Mi)
+          transcribe: killed for memory (limit 576Mi)
             help: raise `functions.transcribe.memory` in pipeline.yaml
     "#]]
     .assert_eq(&error);
