@@ -57,15 +57,6 @@ impl Usage {
 /// The most of a tool's standard output a stage reads (its answer: a
 /// transcript, a probe); a tool that writes more fails the invocation.
 pub const STDOUT_LIMIT: usize = 64 * 1024 * 1024;
-/// An upload started by [`Context::put_in_background`]; cancelled if dropped.
-pub struct Upload(tokio::task::JoinHandle<Result<(String, u64), StageError>>);
-
-impl Drop for Upload {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The niceness tools run at. A tool (ffmpeg, PocketSphinx) is batch work
 /// that keeps a core busy for seconds; the function's own threads (its
 /// HTTP server, its store transfers) and the store and gateway it talks to
@@ -78,6 +69,15 @@ impl Drop for Upload {
 const TOOL_NICE: libc::c_int = 10;
 /// The end of a tool's standard error that is kept (for error messages).
 const STDERR_KEPT: usize = 64 * 1024;
+
+/// An upload started by [`Context::put_in_background`]; cancelled if dropped.
+pub struct Upload(tokio::task::JoinHandle<Result<(String, u64), StageError>>);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Which part of an output a capped read keeps.
 enum Keep {

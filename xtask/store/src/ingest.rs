@@ -98,10 +98,11 @@ fn slot<'a>(c: &'a mut Checksum, algorithm: &str) -> &'a mut Option<String> {
     }
 }
 
-fn hasher_for(declared: &Declared) -> S3Result<ChecksumHasher> {
+/// Hashers for every checksum declared, but a SHA-256 that `signed_sha256`
+/// says s3s verifies already.
+fn hasher_for(declared: &Declared, signed_sha256: bool) -> S3Result<ChecksumHasher> {
     let mut hasher = ChecksumHasher::default();
     let mut declared_checksum = declared.checksum.clone();
-    let signed_sha256 = declared.sha256_verified_by_signature();
     for (algorithm, header, _) in ALGORITHMS {
         if algorithm == ChecksumAlgorithm::SHA256 && signed_sha256 {
             continue;
@@ -145,9 +146,9 @@ pub(super) async fn receive(
         None => None,
     };
     check_declared_format(&mut declared.checksum)?;
-    let mut hasher = hasher_for(&declared)?;
     // Decided before any trailer adds checksums: those are always computed.
     let signed_sha256 = declared.sha256_verified_by_signature();
+    let mut hasher = hasher_for(&declared, signed_sha256)?;
 
     let staging = staging.to_owned();
     let temp = tokio::task::spawn_blocking(move || tempfile::Builder::new().prefix("body-").tempfile_in(staging))
