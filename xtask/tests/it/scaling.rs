@@ -1,7 +1,7 @@
 //! Scale-out on the local runtime: a function whose replicas are full gets
 //! another one, up to `scale.max`; past that, calls wait at the gateway for
 //! a place (the wait is measured and told) instead of being turned away;
-//! idle replicas go.
+//! idle replicas go; one that drains its last call holds up no other.
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +16,10 @@ const WORK: Duration = Duration::from_millis(1500);
 /// time per replica, at most three replicas, each declaring 0.25 CPU
 /// (three fit a machine of one core).
 fn pipeline(idle_timeout: &str) -> String {
-    pipeline_with(idle_timeout, 0.25)
+    pipeline_with(idle_timeout, 0.25, WORK)
 }
 
-fn pipeline_with(idle_timeout: &str, cpu: f64) -> String {
+fn pipeline_with(idle_timeout: &str, cpu: f64, work: Duration) -> String {
     let stages = support::repo().join("stages");
     format!(
         r#"name: scaling-test
@@ -53,7 +53,7 @@ dag:
         common = support::common_sections(idle_timeout),
         orchestrator = stages.join("orchestrator").display(),
         fault = stages.join("fault").display(),
-        work = WORK.as_millis(),
+        work = work.as_millis(),
     )
 }
 
@@ -66,25 +66,25 @@ struct Answer {
     queued: Duration,
 }
 
+/// One call of `slow` with request id `id`.
+async fn call(client: reqwest::Client, gateway: String, id: String) -> Answer {
+    let body = serde_json::json!({ "request_id": id, "inputs": {} });
+    let answer = client.post(format!("{gateway}/function/slow")).json(&body).timeout(Duration::from_secs(60)).send().await.unwrap();
+    let status = answer.status().as_u16();
+    let header = answer.headers().get(stage_runtime::QUEUE_WAIT_HEADER).map(|v| v.to_str().unwrap().to_string());
+    let body: Value = answer.json().await.unwrap();
+    let queued = header.unwrap_or_else(|| panic!("no {} header: {body}", stage_runtime::QUEUE_WAIT_HEADER));
+    Answer {
+        status,
+        cold_start: body["metrics"]["cold_start"].as_bool().unwrap_or_else(|| panic!("no metrics: {body}")),
+        queued: Duration::from_secs_f64(queued.parse().unwrap()),
+    }
+}
+
 /// `n` calls of `slow` at once, with request ids `<prefix>-<i>`.
 fn at_once(rt: &Runtime, prefix: &str, n: usize) -> Vec<Answer> {
     let client = reqwest::Client::new();
-    let calls = (0..n).map(|i| {
-        let (client, url) = (client.clone(), format!("{}/function/slow", rt.gateway));
-        let body = serde_json::json!({ "request_id": format!("{prefix}-{i}"), "inputs": {} });
-        async move {
-            let answer = client.post(url).json(&body).timeout(Duration::from_secs(60)).send().await.unwrap();
-            let status = answer.status().as_u16();
-            let header = answer.headers().get(stage_runtime::QUEUE_WAIT_HEADER).map(|v| v.to_str().unwrap().to_string());
-            let body: Value = answer.json().await.unwrap();
-            let queued = header.unwrap_or_else(|| panic!("no {} header: {body}", stage_runtime::QUEUE_WAIT_HEADER));
-            Answer {
-                status,
-                cold_start: body["metrics"]["cold_start"].as_bool().unwrap_or_else(|| panic!("no metrics: {body}")),
-                queued: Duration::from_secs_f64(queued.parse().unwrap()),
-            }
-        }
-    });
+    let calls = (0..n).map(|i| call(client.clone(), rt.gateway.clone(), format!("{prefix}-{i}")));
     rt.rt.block_on(futures::future::join_all(calls))
 }
 
@@ -131,13 +131,56 @@ fn a_full_function_gets_replicas_up_to_its_max_then_calls_wait_for_a_place_and_i
 #[test]
 fn a_replica_beyond_the_first_starts_only_while_the_declared_cpu_fits_the_machine() {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let rt = Runtime::up(&pipeline_with("300s", cores as f64));
+    let rt = Runtime::up(&pipeline_with("300s", cores as f64, WORK));
     let mut answers = at_once(&rt, "fits", 2);
     assert!(answers.iter().all(|a| a.status == 200), "{answers:?}");
     assert_eq!(answers.iter().filter(|a| a.cold_start).count(), 1, "one replica served both: {answers:?}");
     answers.sort_by_key(|a| a.queued);
     assert!(answers[1].queued >= WORK * 2 / 3, "the second waited for the first's place: {answers:?}");
     assert_eq!(function(&rt)["replicas"], 1);
+}
+
+/// Stopping a replica waits for its last call (up to the grace period); the
+/// function's other calls do not wait with it. Here `slow` works 6 s a call,
+/// is scaled to zero while one runs, and a call sent meanwhile goes to a
+/// fresh replica at once, while the old one drains and answers its own.
+#[test]
+fn a_replica_draining_its_last_call_holds_up_no_other_call() {
+    let work = Duration::from_secs(6);
+    let rt = Runtime::up(&pipeline_with("1h", 0.25, work));
+    let client = reqwest::Client::new();
+    let gateway = rt.gateway.clone();
+    let (draining, meanwhile, scaled) = rt.rt.block_on(async {
+        let first = tokio::spawn(call(client.clone(), gateway.clone(), "draining".to_string()));
+        // Until its replica is up (the gateway hands it the call at once),
+        // and a moment more: the call then has most of its work ahead.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let listed: Value = client.get(format!("{gateway}/system/function/slow")).send().await.unwrap().json().await.unwrap();
+            if listed["availableReplicas"] == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no replica came up for the first call: {listed}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let scale = client.post(format!("{gateway}/system/scale-function/slow")).json(&serde_json::json!({ "serviceName": "slow", "replicas": 0 }));
+        let scaled = tokio::spawn(async move { scale.send().await.unwrap().status().as_u16() });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let sent = Instant::now();
+        let meanwhile = call(client.clone(), gateway.clone(), "meanwhile".to_string()).await;
+        let took = sent.elapsed();
+        (first.await.unwrap(), (meanwhile, took), scaled.await.unwrap())
+    });
+    let (meanwhile, took) = meanwhile;
+    assert_eq!(draining.status, 200, "the draining replica finished its call: {draining:?}");
+    assert!(meanwhile.status == 200 && meanwhile.cold_start, "a fresh replica served the call sent meanwhile: {meanwhile:?}");
+    // Its own work and a cold start; waiting for the drain too would add
+    // the first call's remaining ~5 s.
+    assert!(took < work * 3 / 2, "the call sent meanwhile took {took:?} for {work:?} of work: it waited for the draining replica ({meanwhile:?})");
+    assert!((200..300).contains(&scaled), "scale-function answered {scaled}");
+    let log = rt.log("slow");
+    assert!(log.contains("draining in-flight work") && log.contains("drained; exiting"), "the first replica drained its call: {log}");
 }
 
 /// The runtime picks a replica's port and the replica binds it: another
