@@ -480,3 +480,51 @@ async fn the_stages_client_refuses_to_read_a_huge_document_whole() {
     assert!(err.message.contains(&format!("{} bytes", limit + 1)), "{err}");
     assert_eq!(store.get_bytes(&store.uri("fits.json")).await.unwrap().len(), limit);
 }
+
+/// The stages' client gives up on a store that keeps failing after a stated
+/// number of retries (`stage_runtime::store::retry`: 3, within 10 s), not
+/// object_store's default of 10 over up to 3 minutes, long after the
+/// stage's caller has timed out. A stub answers every request 503 and
+/// counts them.
+#[tokio::test]
+async fn the_stages_client_gives_up_on_a_failing_store_after_three_retries() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let stub = tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                counted.fetch_add(1, Ordering::SeqCst);
+                let answer = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+                let _ = socket.write_all(answer).await;
+            });
+        }
+    });
+    let store = stage_runtime::Store::new(&stage_runtime::StoreConfig {
+        endpoint,
+        bucket: BUCKET.into(),
+        region: "us-east-1".into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = store.get_bytes(&store.uri("state.json")).await.unwrap_err();
+    let took = started.elapsed();
+    stub.abort();
+    assert_eq!((err.code.as_str(), err.kind.status()), ("store", 500), "{err}");
+    assert_eq!(requests.load(Ordering::SeqCst), 4, "one request and three retries, in {took:?}: {err}");
+}
