@@ -150,29 +150,22 @@ fn a_replica_draining_its_last_call_holds_up_no_other_call() {
     let rt = Runtime::up(&pipeline_with("1h", 0.25, work));
     let client = reqwest::Client::new();
     let gateway = rt.gateway.clone();
-    let (draining, meanwhile, scaled) = rt.rt.block_on(async {
-        let first = tokio::spawn(call(client.clone(), gateway.clone(), "draining".to_string()));
-        // Until its replica is up (the gateway hands it the call at once),
-        // and a moment more: the call then has most of its work ahead.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let listed: Value = client.get(format!("{gateway}/system/function/slow")).send().await.unwrap().json().await.unwrap();
-            if listed["availableReplicas"] == 1 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no replica came up for the first call: {listed}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let scale = client.post(format!("{gateway}/system/scale-function/slow")).json(&serde_json::json!({ "serviceName": "slow", "replicas": 0 }));
-        let scaled = tokio::spawn(async move { scale.send().await.unwrap().status().as_u16() });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let sent = Instant::now();
-        let meanwhile = call(client.clone(), gateway.clone(), "meanwhile".to_string()).await;
-        let took = sent.elapsed();
-        (first.await.unwrap(), (meanwhile, took), scaled.await.unwrap())
-    });
-    let (meanwhile, took) = meanwhile;
+    let first = rt.rt.spawn(call(client.clone(), gateway.clone(), "draining".to_string()));
+    // Until its replica is up (the gateway hands it the call at once), and
+    // a moment more: the call then has most of its work ahead.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while function(&rt)["availableReplicas"] != 1 {
+        assert!(Instant::now() < deadline, "no replica came up for the first call: {}", function(&rt));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let scale = client.post(format!("{gateway}/system/scale-function/slow")).json(&serde_json::json!({ "serviceName": "slow", "replicas": 0 }));
+    let scaled = rt.rt.spawn(async move { scale.send().await.unwrap().status().as_u16() });
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    let meanwhile = rt.rt.block_on(call(client, gateway, "meanwhile".to_string()));
+    let took = sent.elapsed();
+    let (draining, scaled) = rt.rt.block_on(async { (first.await.unwrap(), scaled.await.unwrap()) });
     assert_eq!(draining.status, 200, "the draining replica finished its call: {draining:?}");
     assert!(meanwhile.status == 200 && meanwhile.cold_start, "a fresh replica served the call sent meanwhile: {meanwhile:?}");
     // Its own work and a cold start; waiting for the drain too would add

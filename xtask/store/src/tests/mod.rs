@@ -56,20 +56,25 @@ impl Fixture {
 
     /// The stages' own store client, with `secret_key`.
     pub fn stages_client(&self, secret_key: &str) -> stage_runtime::Store {
-        stage_runtime::Store::new(&stage_runtime::StoreConfig {
-            endpoint: self.server.endpoint(),
-            bucket: BUCKET.into(),
-            region: "us-east-1".into(),
-            access_key: ACCESS_KEY.into(),
-            secret_key: secret_key.into(),
-        })
-        .unwrap()
+        stages_client_at(self.server.endpoint(), secret_key)
     }
 
     /// Files left in the staging directory (there must be none between requests).
     pub fn staging_files(&self) -> Vec<std::path::PathBuf> {
         std::fs::read_dir(self.root.path().join("staging")).unwrap().map(|e| e.unwrap().path()).collect()
     }
+}
+
+/// The stages' own store client for the store at `endpoint`.
+fn stages_client_at(endpoint: String, secret_key: &str) -> stage_runtime::Store {
+    stage_runtime::Store::new(&stage_runtime::StoreConfig {
+        endpoint,
+        bucket: BUCKET.into(),
+        region: "us-east-1".into(),
+        access_key: ACCESS_KEY.into(),
+        secret_key: secret_key.into(),
+    })
+    .unwrap()
 }
 
 pub(super) fn md5_hex(data: &[u8]) -> String {
@@ -513,14 +518,7 @@ async fn the_stages_client_gives_up_on_a_failing_store_after_three_retries() {
             });
         }
     });
-    let store = stage_runtime::Store::new(&stage_runtime::StoreConfig {
-        endpoint,
-        bucket: BUCKET.into(),
-        region: "us-east-1".into(),
-        access_key: ACCESS_KEY.into(),
-        secret_key: SECRET_KEY.into(),
-    })
-    .unwrap();
+    let store = stages_client_at(endpoint, SECRET_KEY);
     let started = std::time::Instant::now();
     let err = store.get_bytes(&store.uri("state.json")).await.unwrap_err();
     let took = started.elapsed();
